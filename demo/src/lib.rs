@@ -1,0 +1,244 @@
+//! The plugboard demo REPL: the korecomm stdin demultiplexer, done right.
+//!
+//! Each input line is `<adapter> <content>`. The demultiplexer hands the
+//! content to the named adapter's *mock platform client*; the adapter (a
+//! real extension library) receives it as platform traffic and pushes it
+//! into the engine, and replies come back through the adapter's `send` to
+//! the client, which prints `[<adapter>] <reply>` on stdout. Diagnostics go
+//! to stderr.
+//!
+//! # Layout
+//!
+//! - [`line`]: bounded line reading and `<adapter> <content>` parsing.
+//! - [`client`]: the mock clients and the stdout printer thread.
+//! - [`run`]: load, print the startup summary, demultiplex, shut down.
+//!
+//! # Key design decision: nothing typed is lost
+//!
+//! Every adapter's client exists, with a bounded queue, before the first
+//! line is read, so lines typed while adapters start simply wait; a full
+//! queue blocks reading stdin (backpressure) instead of dropping lines. At
+//! end of input the engine shuts down gracefully, so every accepted command
+//! is answered before the process exits.
+
+pub mod client;
+pub mod line;
+
+use std::collections::HashMap;
+use std::io::{self, BufRead, Write};
+use std::sync::{Arc, Mutex};
+
+use plugboard_interface::host::ClientMessage;
+use plugboard_loader::{Engine, EngineConfig, EngineError, LoadPath, LoadReport};
+
+use client::Feed;
+use line::Read;
+
+/// REPL settings.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where to look for extension libraries.
+    pub load_path: LoadPath,
+    /// Engine settings.
+    pub engine: EngineConfig,
+    /// Longest accepted input line, in bytes.
+    pub max_line_bytes: usize,
+    /// Capacity of each mock client's inbound queue and of the printer queue.
+    pub client_capacity: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            load_path: LoadPath::default(),
+            engine: EngineConfig::default(),
+            max_line_bytes: 64 * 1024,
+            client_capacity: 1024,
+        }
+    }
+}
+
+/// What a session did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// Input lines read.
+    pub lines: u64,
+    /// Lines handed to an adapter.
+    pub delivered: u64,
+    /// Lines rejected with a diagnostic.
+    pub rejected: u64,
+    /// Replies printed.
+    pub replies: u64,
+    /// Extensions that failed to load.
+    pub load_failures: usize,
+}
+
+/// The REPL failed as a whole.
+#[derive(Debug)]
+pub enum Error {
+    /// The engine could not start.
+    Engine(EngineError),
+    /// Reading input or writing output failed.
+    Io(io::Error),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Engine(e) => write!(f, "starting the engine: {e}"),
+            Error::Io(e) => write!(f, "i/o: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Engine(e) => Some(e),
+            Error::Io(e) => Some(e),
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+/// Runs a whole REPL session: load, summarise, read `input` to its end,
+/// shut down gracefully. Replies go to `output`, diagnostics to `diag`.
+pub fn run(
+    options: &Options,
+    mut input: impl BufRead,
+    output: impl Write + Send + 'static,
+    mut diag: impl Write,
+) -> Result<Summary, Error> {
+    let (printer, printer_thread) = client::printer(output, options.client_capacity)?;
+    let created: Arc<Mutex<HashMap<String, Feed>>> = Arc::default();
+    let capacity = options.client_capacity;
+    let engine = {
+        let created = Arc::clone(&created);
+        Engine::builder(options.engine.clone())
+            .load_path(&options.load_path)
+            .clients(move |manifest| {
+                let (feed, client) = client::mock(&manifest.name, capacity, printer.clone());
+                lock(&created).insert(manifest.name.to_string(), feed);
+                Some(client)
+            })
+            .start()
+            .map_err(Error::Engine)?
+        // The factory, and with it the last printer sender outside the mock
+        // clients, is dropped here: the printer stops when the clients do.
+    };
+    // Feeds of adapters that failed init are useless; keep the running ones.
+    let mut feeds = std::mem::take(&mut *lock(&created));
+    let running: Vec<&str> = engine.adapter_names().collect();
+    feeds.retain(|name, _| running.contains(&name.as_str()));
+    write_summary(&mut diag, &options.load_path, engine.report(), &engine)?;
+
+    let mut known: Vec<&str> = feeds.keys().map(String::as_str).collect();
+    known.sort_unstable();
+    let known = known.join(", ");
+
+    let mut summary = Summary {
+        load_failures: engine.report().failures.len(),
+        ..Summary::default()
+    };
+    let mut buf = Vec::new();
+    loop {
+        let read = line::read_line(&mut input, &mut buf, options.max_line_bytes)?;
+        if read == Read::Eof {
+            break;
+        }
+        summary.lines += 1;
+        let n = summary.lines;
+        let parsed = match read {
+            Read::TooLong => Err(line::LineError::TooLong {
+                max: options.max_line_bytes,
+            }),
+            _ => std::str::from_utf8(&buf)
+                .map_err(|_| line::LineError::NotUtf8)
+                .and_then(line::parse),
+        };
+        let line = match parsed {
+            Ok(line) => line,
+            Err(e) => {
+                summary.rejected += 1;
+                writeln!(diag, "error: stdin:{n}: {e}")?;
+                continue;
+            }
+        };
+        let Some(feed) = feeds.get(line.adapter) else {
+            summary.rejected += 1;
+            writeln!(
+                diag,
+                "error: stdin:{n}: no adapter named `{}` (known: {known}); skipped",
+                line.adapter
+            )?;
+            continue;
+        };
+        let message = ClientMessage {
+            room: None.into(),
+            user: None.into(),
+            text: line.content.into(),
+        };
+        if feed.tx.send(message).is_err() {
+            summary.rejected += 1;
+            writeln!(
+                diag,
+                "error: stdin:{n}: adapter `{}` stopped listening; skipped",
+                line.adapter
+            )?;
+            continue;
+        }
+        summary.delivered += 1;
+    }
+
+    // End of input: the clients drain what is queued, then report closed,
+    // and the engine answers everything it accepted before it stops.
+    drop(feeds);
+    engine.shutdown();
+    summary.replies = match printer_thread.join() {
+        Ok(result) => result?,
+        Err(_) => return Err(Error::Io(io::Error::other("the printer thread panicked"))),
+    };
+    Ok(summary)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Only this thread and the builder (on this thread) touch the map.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write_summary(
+    diag: &mut impl Write,
+    load_path: &LoadPath,
+    report: &LoadReport,
+    engine: &Engine,
+) -> io::Result<()> {
+    let dirs: Vec<String> = load_path.dirs().iter().map(|d| d.display().to_string()).collect();
+    writeln!(diag, "load path: {}", if dirs.is_empty() { "(empty)".to_owned() } else { dirs.join(":") })?;
+    for loaded in &report.loaded {
+        writeln!(
+            diag,
+            "loaded {} `{}` {} from {}",
+            loaded.kind, loaded.name, loaded.version, loaded.source
+        )?;
+    }
+    for failure in &report.failures {
+        writeln!(diag, "failed: {failure}")?;
+    }
+    let plugins = engine.plugin_names().count();
+    let adapters = engine.adapter_names().count();
+    writeln!(
+        diag,
+        "ready: {plugins} plugin(s), {adapters} adapter(s), {} failure(s); \
+         type `<adapter> !<command>`, end with Ctrl-D",
+        report.failures.len()
+    )?;
+    if adapters == 0 {
+        writeln!(diag, "warning: no adapter loaded; every line will be skipped")?;
+    }
+    Ok(())
+}

@@ -1,0 +1,172 @@
+//! Reading and parsing REPL input lines: `<adapter> <content>`.
+
+use std::fmt;
+use std::io::{self, BufRead};
+
+/// One parsed input line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line<'a> {
+    /// The adapter the line is addressed to.
+    pub adapter: &'a str,
+    /// What the adapter's user "typed" (`!bacon nelsk`).
+    pub content: &'a str,
+}
+
+/// Why a line was rejected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LineError {
+    /// Nothing but whitespace.
+    Empty,
+    /// Only one word: no content after the adapter name.
+    NoContent,
+    /// Not valid UTF-8.
+    NotUtf8,
+    /// A control character (other than tab) inside the line.
+    ControlChar(char),
+    /// Longer than the configured limit.
+    TooLong {
+        /// The limit, in bytes.
+        max: usize,
+    },
+}
+
+impl fmt::Display for LineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LineError::Empty => f.write_str("empty line; a line must be `<adapter> <content>`"),
+            LineError::NoContent => f.write_str("a line must be `<adapter> <content>`"),
+            LineError::NotUtf8 => f.write_str("the line is not valid UTF-8; skipped"),
+            LineError::ControlChar(c) => {
+                write!(f, "the line contains control character U+{:04X}; skipped", *c as u32)
+            }
+            LineError::TooLong { max } => {
+                write!(f, "the line is longer than {max} bytes; skipped")
+            }
+        }
+    }
+}
+
+/// Parses one line (without its line ending).
+pub fn parse(text: &str) -> Result<Line<'_>, LineError> {
+    if let Some(c) = text.chars().find(|c| c.is_control() && *c != '\t') {
+        return Err(LineError::ControlChar(c));
+    }
+    let text = text.trim();
+    if text.is_empty() {
+        return Err(LineError::Empty);
+    }
+    let (adapter, content) = text
+        .split_once(char::is_whitespace)
+        .ok_or(LineError::NoContent)?;
+    let content = content.trim_start();
+    if content.is_empty() {
+        return Err(LineError::NoContent);
+    }
+    Ok(Line { adapter, content })
+}
+
+/// The outcome of reading one line.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Read {
+    /// A complete line is in the buffer (line ending removed).
+    Line,
+    /// The line exceeded the limit; it was consumed and discarded.
+    TooLong,
+    /// End of input.
+    Eof,
+}
+
+/// Reads one line into `buf` without ever holding more than `max` bytes of
+/// it: an over-long line is consumed to its end and reported, not buffered.
+pub fn read_line(input: &mut impl BufRead, buf: &mut Vec<u8>, max: usize) -> io::Result<Read> {
+    buf.clear();
+    let mut too_long = false;
+    let mut any = false;
+    loop {
+        let chunk = match input.fill_buf() {
+            Ok(chunk) => chunk,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if chunk.is_empty() {
+            break;
+        }
+        any = true;
+        let (part, used, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (&chunk[..i], i + 1, true),
+            None => (chunk, chunk.len(), false),
+        };
+        if !too_long {
+            if buf.len() + part.len() > max {
+                too_long = true;
+                buf.clear();
+            } else {
+                buf.extend_from_slice(part);
+            }
+        }
+        input.consume(used);
+        if done {
+            break;
+        }
+    }
+    if !any {
+        return Ok(Read::Eof);
+    }
+    if too_long {
+        return Ok(Read::TooLong);
+    }
+    if buf.last() == Some(&b'\r') {
+        buf.pop();
+    }
+    Ok(Read::Line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_adapter_and_content() {
+        assert_eq!(
+            parse("irc !bacon nelsk"),
+            Ok(Line {
+                adapter: "irc",
+                content: "!bacon nelsk"
+            })
+        );
+        assert_eq!(
+            parse("  discord\t  hello world  "),
+            Ok(Line {
+                adapter: "discord",
+                content: "hello world"
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_bad_lines_with_a_reason() {
+        assert_eq!(parse("test"), Err(LineError::NoContent));
+        assert_eq!(parse("irc   "), Err(LineError::NoContent));
+        assert_eq!(parse(""), Err(LineError::Empty));
+        assert_eq!(parse(" \t "), Err(LineError::Empty));
+        assert_eq!(parse("irc !ba\0con"), Err(LineError::ControlChar('\0')));
+        assert_eq!(
+            parse("test").unwrap_err().to_string(),
+            "a line must be `<adapter> <content>`"
+        );
+    }
+
+    #[test]
+    fn reads_lines_with_a_cap_and_crlf() {
+        let input = b"one\r\ntoo long line\nlast".to_vec();
+        let mut input = io::BufReader::with_capacity(4, &input[..]);
+        let mut buf = Vec::new();
+        assert_eq!(read_line(&mut input, &mut buf, 8).unwrap(), Read::Line);
+        assert_eq!(buf, b"one");
+        assert_eq!(read_line(&mut input, &mut buf, 8).unwrap(), Read::TooLong);
+        assert!(buf.len() <= 8);
+        assert_eq!(read_line(&mut input, &mut buf, 8).unwrap(), Read::Line);
+        assert_eq!(buf, b"last");
+        assert_eq!(read_line(&mut input, &mut buf, 8).unwrap(), Read::Eof);
+    }
+}

@@ -1,0 +1,162 @@
+//! The engine's side of the boundary: the [`Host`] services each extension
+//! gets, the [`IngressSink`] adapters push into, and the intake [`Gate`].
+
+use std::sync::{Arc, Mutex, RwLock};
+
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{RArc, RBox, ROption, RStr};
+use crossbeam_channel::Sender;
+use plugboard_interface::host::{
+    ClientBox, Host, HostBox, Host_TO, IngressSink, IngressSink_TO, LogLevel, LogRecord,
+    PushOutcome, SinkBox,
+};
+use plugboard_interface::message::RawMessage;
+use plugboard_interface::COMMAND_PREFIX;
+
+/// One message on the ingress channel: which adapter it came through, and
+/// the message.
+pub(crate) struct Inbound {
+    pub adapter: u32,
+    pub message: RawMessage,
+}
+
+/// The engine's intake: a door in front of the ingress channel.
+///
+/// Every producer (each adapter's sink, the embedder's [`Handle`](super::Handle))
+/// holds its own `Gate` owning one `Sender`. Closing a gate drops that
+/// sender; once every gate is closed the ingress channel disconnects and the
+/// router knows no message can arrive any more. That is how intake stops
+/// (see [`shutdown`](super::shutdown)).
+pub(crate) struct Gate {
+    tx: RwLock<Option<Sender<Inbound>>>,
+}
+
+/// Intake is closed.
+#[derive(Debug)]
+pub(crate) struct Closed;
+
+impl Gate {
+    pub fn new(tx: Sender<Inbound>) -> Self {
+        Gate {
+            tx: RwLock::new(Some(tx)),
+        }
+    }
+
+    /// Queues a message, blocking while the ingress channel is full.
+    pub fn send(&self, inbound: Inbound) -> Result<(), Closed> {
+        // A poisoned lock means a panic while holding it, which `send` and
+        // `close` cannot do; treat it like a closed gate rather than panic.
+        let Ok(guard) = self.tx.read() else {
+            return Err(Closed);
+        };
+        match &*guard {
+            Some(tx) => tx.send(inbound).map_err(|_| Closed),
+            None => Err(Closed),
+        }
+    }
+
+    /// Closes the gate. Waits for sends in progress (they complete, because
+    /// the router keeps draining until every gate is closed).
+    pub fn close(&self) {
+        let mut guard = match self.tx.write() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        guard.take();
+    }
+}
+
+/// Whether chat content is a command (starts with the prefix).
+pub(crate) fn is_command(content: &str) -> bool {
+    content.starts_with(COMMAND_PREFIX)
+}
+
+/// The sink handed to one adapter's `listen`.
+struct EngineSink {
+    adapter: u32,
+    name: Arc<str>,
+    gate: Arc<Gate>,
+}
+
+impl IngressSink for EngineSink {
+    fn push(&self, message: RawMessage) -> PushOutcome {
+        // Non-command chatter is dropped here, on the adapter's thread, so it
+        // never costs the router anything.
+        if !is_command(&message.content) {
+            log::debug!(target: "plugboard::ingress", "{}: ignoring non-command message from {}", self.name, message.identity);
+            return PushOutcome::Accepted;
+        }
+        let inbound = Inbound {
+            adapter: self.adapter,
+            message,
+        };
+        match self.gate.send(inbound) {
+            Ok(()) => PushOutcome::Accepted,
+            Err(Closed) => PushOutcome::Closed,
+        }
+    }
+}
+
+pub(crate) fn sink(adapter: u32, name: Arc<str>, gate: Arc<Gate>) -> SinkBox {
+    IngressSink_TO::from_ptr(RBox::new(EngineSink { adapter, name, gate }), TD_Opaque)
+}
+
+/// The [`Host`] services of one extension.
+#[derive(Clone)]
+struct EngineHost {
+    inner: Arc<HostInner>,
+}
+
+struct HostInner {
+    name: String,
+    config_json: String,
+    client: Mutex<Option<ClientBox>>,
+}
+
+impl Host for EngineHost {
+    fn extension_name(&self) -> RStr<'_> {
+        self.inner.name.as_str().into()
+    }
+
+    fn config_json(&self) -> RStr<'_> {
+        self.inner.config_json.as_str().into()
+    }
+
+    fn client(&self) -> ROption<ClientBox> {
+        // Handed over once: the adapter owns it from then on, so the client
+        // is dropped with the adapter, not kept alive by this host object
+        // (which the logging bridge keeps for the life of the library).
+        let mut client = self.inner.client.lock().unwrap_or_else(|p| p.into_inner());
+        client.take().into()
+    }
+
+    fn max_level(&self) -> ROption<LogLevel> {
+        LogLevel::from_filter(log::max_level()).into()
+    }
+
+    fn log_enabled(&self, level: LogLevel, target: RStr<'_>) -> bool {
+        log::logger().enabled(
+            &log::Metadata::builder()
+                .level(level.into())
+                .target(target.as_str())
+                .build(),
+        )
+    }
+
+    fn log(&self, record: &LogRecord<'_>) {
+        record.replay();
+    }
+}
+
+pub(crate) fn host(name: &str, config_json: String, client: Option<ClientBox>) -> HostBox {
+    Host_TO::from_ptr(
+        RArc::new(EngineHost {
+            inner: Arc::new(HostInner {
+                name: name.to_owned(),
+                config_json,
+                client: Mutex::new(client),
+            }),
+        }),
+        TD_Opaque,
+    )
+}

@@ -1,0 +1,588 @@
+//! The engine: a builder that loads and starts extensions, and the running
+//! pipeline `adapters -> ingress -> router -> execution -> workers -> egress -> adapters`.
+//!
+//! Channels (all bounded, capacities from [`EngineConfig`]):
+//!
+//! - **ingress**: every adapter's sink (and each [`Handle`]) -> the router.
+//! - **execution**: router -> worker pool, one [`Batch`](router::Batch) per
+//!   conversation at a time (see [`router`] for the ordering invariant).
+//! - **egress**: one per adapter, workers -> that adapter's egress thread,
+//!   which calls its `send`.
+//! - **done** (unbounded by type, bounded by construction: at most one
+//!   message per batch in flight): workers -> router.
+
+mod host;
+mod router;
+mod routes;
+pub mod shutdown;
+mod worker;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use abi_stable::std_types::RString;
+use crossbeam_channel::{bounded, unbounded, Receiver};
+use plugboard_interface::adapter::{Adapter, AdapterBox, AdapterManifest};
+use plugboard_interface::host::ClientBox;
+use plugboard_interface::message::RawMessage;
+use plugboard_interface::plugin::Plugin;
+
+use crate::error::{Kind, LoadError, LoadErrorKind, Source};
+use crate::library::{self, AdapterCandidate, Candidate, PluginCandidate};
+use crate::path::LoadPath;
+use host::{Gate, Inbound};
+use router::Router;
+use routes::Routes;
+use worker::{LivePlugin, Shared, Worker};
+
+/// What to do with a command no plugin pattern matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Unmatched {
+    /// Log it at debug level and send nothing (chat etiquette: other bots
+    /// may share the `!` prefix).
+    #[default]
+    Ignore,
+    /// Reply "no command matches `!...`".
+    Reply,
+}
+
+/// Engine settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Worker threads running plugin commands; 0 means one per available core.
+    pub workers: usize,
+    /// Capacity of the ingress channel (messages).
+    pub ingress_capacity: usize,
+    /// Capacity of the execution channel (batches).
+    pub execution_capacity: usize,
+    /// Capacity of each adapter's egress channel (replies).
+    pub egress_capacity: usize,
+    /// Commands that may wait behind busy conversations before the router
+    /// stops reading ingress.
+    pub max_pending: usize,
+    /// How long shutdown waits for adapters' `listen` to return.
+    pub listen_grace: Duration,
+    /// What to do with unmatched commands.
+    pub unmatched: Unmatched,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: 0,
+            ingress_capacity: 1024,
+            execution_capacity: 256,
+            egress_capacity: 1024,
+            max_pending: 65_536,
+            listen_grace: Duration::from_secs(5),
+            unmatched: Unmatched::Ignore,
+        }
+    }
+}
+
+impl EngineConfig {
+    fn worker_count(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            thread::available_parallelism().map_or(2, |n| n.get())
+        }
+    }
+}
+
+/// One extension that started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    /// Plugin or adapter.
+    pub kind: Kind,
+    /// Its name.
+    pub name: String,
+    /// Its own version.
+    pub version: String,
+    /// Where it came from.
+    pub source: Source,
+}
+
+/// What loaded and what did not, in load order.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    /// Extensions that are running.
+    pub loaded: Vec<Loaded>,
+    /// Everything that failed, one entry each.
+    pub failures: Vec<LoadError>,
+}
+
+/// The engine could not start at all (as opposed to one extension failing,
+/// which is reported in the [`LoadReport`]).
+#[derive(Debug)]
+pub enum EngineError {
+    /// A thread could not be spawned.
+    Spawn {
+        /// The thread's name.
+        thread: String,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The combined command patterns exceed the regex size limit.
+    Routes(regex::Error),
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineError::Spawn { thread, source } => {
+                write!(f, "cannot spawn thread `{thread}`: {source}")
+            }
+            EngineError::Routes(e) => write!(f, "cannot build the command routing table: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            EngineError::Spawn { source, .. } => Some(source),
+            EngineError::Routes(e) => Some(e),
+        }
+    }
+}
+
+type ClientFactory = Box<dyn Fn(&AdapterManifest) -> Option<ClientBox>>;
+
+/// Collects extensions, then [`start`](EngineBuilder::start)s the engine.
+///
+/// ```no_run
+/// use plugboard_loader::{Engine, EngineConfig, LoadPath};
+///
+/// let engine = Engine::builder(EngineConfig::default())
+///     .load_path(&LoadPath::new(["/usr/lib/plugboard"]))
+///     .start()?;
+/// for failure in &engine.report().failures {
+///     eprintln!("{failure}");
+/// }
+/// engine.shutdown();
+/// # Ok::<(), plugboard_loader::EngineError>(())
+/// ```
+pub struct EngineBuilder {
+    config: EngineConfig,
+    candidates: Vec<Candidate>,
+    failures: Vec<LoadError>,
+    extension_configs: HashMap<(Kind, String), String>,
+    clients: Option<ClientFactory>,
+}
+
+impl EngineBuilder {
+    /// Scans `path` and opens every library on it; failures are collected
+    /// for the report, never fatal.
+    pub fn load_path(mut self, path: &LoadPath) -> Self {
+        let scan = path.scan();
+        self.failures.extend(scan.failures);
+        for file in &scan.libraries {
+            self = self.library(file);
+        }
+        self
+    }
+
+    /// Opens one library file.
+    pub fn library(mut self, path: &Path) -> Self {
+        match library::open(path) {
+            Ok(candidate) => self.candidates.push(candidate),
+            Err(e) => self.failures.push(e),
+        }
+        self
+    }
+
+    /// Registers an in-process plugin: the same trait and checks as a library.
+    pub fn plugin<P: Plugin>(mut self) -> Self {
+        match PluginCandidate::in_process::<P>() {
+            Ok(c) => self.candidates.push(Candidate::Plugin(c)),
+            Err(e) => self.failures.push(e),
+        }
+        self
+    }
+
+    /// Registers an in-process adapter: the same trait and checks as a library.
+    pub fn adapter<A: Adapter>(mut self) -> Self {
+        match AdapterCandidate::in_process::<A>() {
+            Ok(c) => self.candidates.push(Candidate::Adapter(c)),
+            Err(e) => self.failures.push(e),
+        }
+        self
+    }
+
+    /// Sets the JSON configuration handed to extension `name` at init
+    /// (`{}` when not set).
+    pub fn extension_config(mut self, kind: Kind, name: &str, json: impl Into<String>) -> Self {
+        self.extension_configs
+            .insert((kind, name.to_owned()), json.into());
+        self
+    }
+
+    /// Injects platform clients into adapters: `factory` is asked once per
+    /// adapter, before its init.
+    pub fn clients(
+        mut self,
+        factory: impl Fn(&AdapterManifest) -> Option<ClientBox> + 'static,
+    ) -> Self {
+        self.clients = Some(Box::new(factory));
+        self
+    }
+
+    /// The validated extensions so far, in load order.
+    pub fn candidates(&self) -> &[Candidate] {
+        &self.candidates
+    }
+
+    /// Initialises every extension and starts the pipeline. An extension
+    /// that fails (duplicate name, init error) is reported and left out;
+    /// the others start.
+    pub fn start(self) -> Result<Engine, EngineError> {
+        let EngineBuilder {
+            config,
+            candidates,
+            mut failures,
+            extension_configs,
+            clients,
+        } = self;
+        let mut loaded = Vec::new();
+        let mut first_seen: HashMap<(Kind, String), Source> = HashMap::new();
+        let mut plugins: Vec<(LivePlugin, Vec<regex::Regex>)> = Vec::new();
+        let mut adapters: Vec<(AdapterManifest, AdapterBox)> = Vec::new();
+
+        for candidate in candidates {
+            let key = (candidate.kind(), candidate.name().to_owned());
+            if let Some(first) = first_seen.get(&key) {
+                failures.push(LoadError::new(
+                    candidate.source().clone(),
+                    LoadErrorKind::Duplicate {
+                        kind: key.0,
+                        name: key.1,
+                        first: first.clone(),
+                    },
+                ));
+                continue;
+            }
+            let config_json = extension_configs
+                .get(&key)
+                .cloned()
+                .unwrap_or_else(|| "{}".to_owned());
+            let started = match &candidate {
+                Candidate::Plugin(p) => p
+                    .instantiate(host::host(&key.1, config_json, None))
+                    .map(|obj| {
+                        let live = LivePlugin {
+                            name: key.1.clone(),
+                            commands: p.manifest.commands.iter().map(|c| c.name.to_string()).collect(),
+                            obj,
+                        };
+                        plugins.push((live, p.patterns.clone()));
+                    }),
+                Candidate::Adapter(a) => {
+                    let client = clients.as_ref().and_then(|f| f(&a.manifest));
+                    a.instantiate(host::host(&key.1, config_json, client))
+                        .map(|obj| adapters.push((a.manifest.clone(), obj)))
+                }
+            };
+            match started {
+                Ok(()) => {
+                    loaded.push(Loaded {
+                        kind: key.0,
+                        name: key.1.clone(),
+                        version: candidate.version().to_owned(),
+                        source: candidate.source().clone(),
+                    });
+                    first_seen.insert(key, candidate.source().clone());
+                }
+                Err(e) => failures.push(LoadError::new(
+                    candidate.source().clone(),
+                    LoadErrorKind::Init(e),
+                )),
+            }
+        }
+        for failure in &failures {
+            if let LoadErrorKind::Layout { detail, .. } = &failure.kind {
+                log::debug!("{}: abi_stable's report:\n{detail}", failure.source);
+            }
+        }
+
+        let routes = Routes::new(plugins.iter().map(|(_, p)| p.as_slice()))
+            .map_err(EngineError::Routes)?;
+        let report = LoadReport { loaded, failures };
+        Engine::spawn(config, plugins.into_iter().map(|(p, _)| p).collect(), routes, adapters, report)
+    }
+}
+
+struct RunningAdapter {
+    name: String,
+    obj: Arc<AdapterBox>,
+    gate: Arc<Gate>,
+}
+
+/// A cheap, clonable way to feed messages to the engine as if they came
+/// through one of its adapters (for embedders and tests).
+#[derive(Clone)]
+pub struct Handle {
+    gate: Arc<Gate>,
+    adapters: Arc<[String]>,
+}
+
+/// Why [`Handle::submit`] refused a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubmitError {
+    /// No adapter has this name.
+    UnknownAdapter(String),
+    /// The engine is shutting down.
+    Closed,
+}
+
+impl fmt::Display for SubmitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubmitError::UnknownAdapter(name) => write!(f, "no adapter named `{name}`"),
+            SubmitError::Closed => f.write_str("the engine stopped accepting messages"),
+        }
+    }
+}
+
+impl std::error::Error for SubmitError {}
+
+impl Handle {
+    /// Queues `message` as received by adapter `adapter`; blocks while the
+    /// ingress channel is full. Non-command content is ignored, as from an
+    /// adapter.
+    pub fn submit(&self, adapter: &str, message: RawMessage) -> Result<(), SubmitError> {
+        let index = self
+            .adapters
+            .iter()
+            .position(|a| a == adapter)
+            .ok_or_else(|| SubmitError::UnknownAdapter(adapter.to_owned()))?;
+        if !host::is_command(&message.content) {
+            return Ok(());
+        }
+        self.gate
+            .send(Inbound {
+                // Bounded by the adapter count, far below 2^32.
+                adapter: index as u32,
+                message,
+            })
+            .map_err(|_| SubmitError::Closed)
+    }
+}
+
+/// A running engine. Stop it with [`Engine::shutdown`] (dropping it does
+/// the same).
+pub struct Engine {
+    config: EngineConfig,
+    report: LoadReport,
+    plugin_names: Vec<String>,
+    adapters: Vec<RunningAdapter>,
+    handle_gate: Arc<Gate>,
+    handle: Handle,
+    listeners: Vec<(usize, JoinHandle<()>)>,
+    listeners_done: Receiver<usize>,
+    pipeline: Vec<JoinHandle<()>>,
+    stopped: bool,
+}
+
+fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, EngineError> {
+    thread::Builder::new()
+        .name(name.clone())
+        .spawn(f)
+        .map_err(|source| EngineError::Spawn { thread: name, source })
+}
+
+impl Engine {
+    /// A builder with these settings.
+    pub fn builder(config: EngineConfig) -> EngineBuilder {
+        EngineBuilder {
+            config,
+            candidates: Vec::new(),
+            failures: Vec::new(),
+            extension_configs: HashMap::new(),
+            clients: None,
+        }
+    }
+
+    fn spawn(
+        config: EngineConfig,
+        plugins: Vec<LivePlugin>,
+        routes: Routes,
+        adapters: Vec<(AdapterManifest, AdapterBox)>,
+        report: LoadReport,
+    ) -> Result<Engine, EngineError> {
+        let (ingress_tx, ingress_rx) = bounded::<Inbound>(config.ingress_capacity.max(1));
+        let (execution_tx, execution_rx) = bounded(config.execution_capacity.max(1));
+        let (done_tx, done_rx) = unbounded();
+        let adapter_names: Vec<String> = adapters.iter().map(|(m, _)| m.name.to_string()).collect();
+        let plugin_names = plugins.iter().map(|p| p.name.clone()).collect();
+
+        let mut pipeline = Vec::new();
+        let mut running = Vec::new();
+        let mut egress_txs = Vec::new();
+        for (manifest, obj) in adapters {
+            let name = manifest.name.to_string();
+            let obj = Arc::new(obj);
+            let (egress_tx, egress_rx) = bounded(config.egress_capacity.max(1));
+            egress_txs.push(egress_tx);
+            let sender = Arc::clone(&obj);
+            let adapter = name.clone();
+            pipeline.push(spawn(format!("egress-{name}"), move || {
+                for reply in egress_rx {
+                    if let Err(e) = sender.send(&reply).into_result() {
+                        log::warn!("adapter `{adapter}` could not deliver a reply to {}: {e}", reply.originator.identity);
+                    }
+                }
+            })?);
+            running.push(RunningAdapter {
+                name,
+                obj,
+                gate: Arc::new(Gate::new(ingress_tx.clone())),
+            });
+        }
+
+        let shared = Arc::new(Shared {
+            plugins,
+            routes,
+            adapter_names: adapter_names.iter().map(|n| RString::from(n.as_str())).collect(),
+            unmatched: config.unmatched,
+        });
+        for i in 0..config.worker_count() {
+            let worker = Worker {
+                shared: Arc::clone(&shared),
+                execution: execution_rx.clone(),
+                done: done_tx.clone(),
+                egress: egress_txs.clone(),
+            };
+            pipeline.push(spawn(format!("worker-{i}"), move || worker.run())?);
+        }
+        // Only workers may hold these: their drop is what ends each stage.
+        drop((execution_rx, done_tx, egress_txs));
+
+        let router = Router {
+            ingress: ingress_rx,
+            done: done_rx,
+            execution: execution_tx,
+            max_pending: config.max_pending.max(1),
+        };
+        pipeline.push(spawn("router".to_owned(), move || router.run())?);
+
+        let handle_gate = Arc::new(Gate::new(ingress_tx));
+        let handle = Handle {
+            gate: Arc::clone(&handle_gate),
+            adapters: adapter_names.into(),
+        };
+
+        let (listen_done_tx, listeners_done) = unbounded();
+        let mut listeners = Vec::new();
+        for (index, adapter) in running.iter().enumerate() {
+            let obj = Arc::clone(&adapter.obj);
+            // Bounded by the adapter count, far below 2^32.
+            let sink = host::sink(index as u32, adapter.name.as_str().into(), Arc::clone(&adapter.gate));
+            let name = adapter.name.clone();
+            let done = listen_done_tx.clone();
+            listeners.push((
+                index,
+                spawn(format!("listen-{name}"), move || {
+                    if let Err(e) = obj.listen(sink).into_result() {
+                        log::error!("adapter `{name}` stopped listening with an error: {e}");
+                    }
+                    let _ = done.send(index);
+                })?,
+            ));
+        }
+
+        Ok(Engine {
+            config,
+            report,
+            plugin_names,
+            adapters: running,
+            handle_gate,
+            handle,
+            listeners,
+            listeners_done,
+            pipeline,
+            stopped: false,
+        })
+    }
+
+    /// What loaded and what failed.
+    pub fn report(&self) -> &LoadReport {
+        &self.report
+    }
+
+    /// Names of the running adapters, in load order.
+    pub fn adapter_names(&self) -> impl Iterator<Item = &str> {
+        self.adapters.iter().map(|a| a.name.as_str())
+    }
+
+    /// Names of the running plugins, in load order (the routing order).
+    pub fn plugin_names(&self) -> impl Iterator<Item = &str> {
+        self.plugin_names.iter().map(String::as_str)
+    }
+
+    /// A handle to submit messages directly.
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Stops gracefully: stop intake, finish every accepted command, deliver
+    /// every reply, stop the adapters, join every thread. See [`shutdown`].
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        if std::mem::replace(&mut self.stopped, true) {
+            return;
+        }
+        // 1. Stop listening.
+        for adapter in &self.adapters {
+            if let Err(e) = adapter.obj.stop().into_result() {
+                log::error!("adapter `{}` failed to stop: {e}", adapter.name);
+            }
+        }
+        let deadline = Instant::now() + self.config.listen_grace;
+        let mut returned = vec![false; self.adapters.len()];
+        while returned.iter().any(|r| !r) {
+            match self.listeners_done.recv_deadline(deadline) {
+                Ok(index) => returned[index] = true,
+                Err(_) => break,
+            }
+        }
+        for (index, thread) in self.listeners.drain(..) {
+            if returned[index] {
+                // It has sent its last message, so it is about to return.
+                let _ = thread.join();
+            } else {
+                log::warn!(
+                    "adapter `{}` did not return from listen within {:?} of stop; abandoning its listener thread",
+                    self.adapters[index].name,
+                    self.config.listen_grace
+                );
+            }
+        }
+        // 2. Close intake: the last ingress senders go away.
+        for adapter in &self.adapters {
+            adapter.gate.close();
+        }
+        self.handle_gate.close();
+        // 3-5. The pipeline drains stage by stage; join it.
+        for thread in self.pipeline.drain(..) {
+            if thread.join().is_err() {
+                log::error!("an engine thread panicked");
+            }
+        }
+        // 6. Adapters and plugins drop with `self`.
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

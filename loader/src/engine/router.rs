@@ -1,0 +1,110 @@
+//! The router: turns the ingress stream into per-conversation batches.
+//!
+//! **Invariant: at most one batch per conversation is in flight.** A
+//! conversation (adapter, room, identity) whose batch is running on a worker
+//! collects its next commands here; when the worker reports the batch done,
+//! the whole backlog leaves as the next batch. Workers run batches in order
+//! and send replies before reporting done, so replies within a conversation
+//! are delivered in the order the commands arrived, while different
+//! conversations run in parallel. Under load, backlogs grow and batches get
+//! bigger, which amortises the hand-offs.
+
+use std::collections::hash_map::{Entry, HashMap};
+use std::hash::{Hash, Hasher};
+
+use crossbeam_channel::{never, select, Receiver, Sender};
+
+use super::host::Inbound;
+
+/// A conversation's commands, to run in order on one worker.
+pub(crate) struct Batch {
+    pub key: u64,
+    pub items: Vec<Inbound>,
+}
+
+/// The conversation key. Two conversations that collide on the hash are
+/// merely serialised together: ordering stays correct.
+pub(crate) fn conversation_key(inbound: &Inbound) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    inbound.adapter.hash(&mut h);
+    inbound.message.room.as_ref().map(|r| r.as_str()).hash(&mut h);
+    inbound.message.identity.as_str().hash(&mut h);
+    h.finish()
+}
+
+pub(crate) struct Router {
+    pub ingress: Receiver<Inbound>,
+    pub done: Receiver<u64>,
+    pub execution: Sender<Batch>,
+    /// Commands allowed to wait behind busy conversations before the router
+    /// stops reading ingress (backpressure instead of unbounded memory).
+    pub max_pending: usize,
+}
+
+impl Router {
+    pub fn run(self) {
+        // Present key = a batch of that conversation is in flight; the value
+        // is its backlog.
+        let mut busy: HashMap<u64, Vec<Inbound>> = HashMap::new();
+        let mut pending = 0usize;
+        let mut intake_open = true;
+        let closed = never();
+        loop {
+            if !intake_open && busy.is_empty() {
+                // Nothing in flight and nothing can arrive: dropping
+                // `self.execution` lets the workers finish.
+                return;
+            }
+            let ingress = if intake_open && pending < self.max_pending {
+                &self.ingress
+            } else {
+                &closed
+            };
+            select! {
+                recv(ingress) -> inbound => match inbound {
+                    Ok(inbound) => {
+                        let key = conversation_key(&inbound);
+                        match busy.entry(key) {
+                            Entry::Occupied(mut backlog) => {
+                                backlog.get_mut().push(inbound);
+                                pending += 1;
+                            }
+                            Entry::Vacant(slot) => {
+                                slot.insert(Vec::new());
+                                if self.dispatch(key, vec![inbound]).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                    }
+                    Err(_) => intake_open = false,
+                },
+                recv(self.done) -> key => {
+                    // Workers hold the done senders; all of them gone means
+                    // the pool is gone and nothing more can run.
+                    let Ok(key) = key else { return };
+                    if let Entry::Occupied(mut backlog) = busy.entry(key) {
+                        if backlog.get().is_empty() {
+                            backlog.remove();
+                        } else {
+                            let items = std::mem::take(backlog.get_mut());
+                            pending -= items.len();
+                            if self.dispatch(key, items).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn dispatch(&self, key: u64, items: Vec<Inbound>) -> Result<(), ()> {
+        self.execution.send(Batch { key, items }).map_err(|lost| {
+            log::error!(
+                "worker pool is gone; dropping {} command(s)",
+                lost.into_inner().items.len()
+            );
+        })
+    }
+}

@@ -1,0 +1,51 @@
+//! The command routing table: every command pattern of every plugin, matched
+//! in one pass with a `RegexSet`.
+
+use regex::{CaptureLocations, Regex, RegexSet};
+
+/// One command of one plugin.
+pub(crate) struct Route {
+    pub plugin: usize,
+    pub command: u32,
+    pub regex: Regex,
+}
+
+/// All routes, in plugin-load order then manifest order: the order in which
+/// a command text's matches run and their replies are delivered.
+pub(crate) struct Routes {
+    set: RegexSet,
+    pub routes: Vec<Route>,
+}
+
+impl Routes {
+    /// Builds the table; `plugins` gives each plugin's compiled patterns.
+    /// The patterns were validated at load time, so compiling the set only
+    /// fails if the *combined* set exceeds regex's size limit.
+    pub fn new<'a>(plugins: impl IntoIterator<Item = &'a [Regex]>) -> Result<Self, regex::Error> {
+        let mut routes = Vec::new();
+        for (plugin, patterns) in plugins.into_iter().enumerate() {
+            for (command, regex) in patterns.iter().enumerate() {
+                routes.push(Route {
+                    plugin,
+                    // Manifests are far smaller than 2^32 commands.
+                    command: command as u32,
+                    regex: regex.clone(),
+                });
+            }
+        }
+        // The individual regexes were compiled anchored (`^(?:...)`), so
+        // their source is exactly what the set must match.
+        let set = RegexSet::new(routes.iter().map(|r| r.regex.as_str()))?;
+        Ok(Routes { set, routes })
+    }
+
+    /// Indices of the routes whose pattern matches `text`, in route order.
+    pub fn matching(&self, text: &str) -> regex::SetMatchesIntoIter {
+        self.set.matches(text).into_iter()
+    }
+
+    /// Fresh capture buffers, one per route (a worker keeps its own).
+    pub fn capture_buffers(&self) -> Vec<CaptureLocations> {
+        self.routes.iter().map(|r| r.regex.capture_locations()).collect()
+    }
+}

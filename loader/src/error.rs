@@ -1,0 +1,205 @@
+//! Load errors: one value per failed library (or directory), with the path
+//! and a one-line cause.
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use plugboard_interface::ExtError;
+
+/// What an extension is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// A plugin (commands).
+    Plugin,
+    /// An adapter (a chat-platform connector).
+    Adapter,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Plugin => "plugin",
+            Kind::Adapter => "adapter",
+        })
+    }
+}
+
+/// Where an extension came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A shared library file.
+    Library(PathBuf),
+    /// Registered in-process by the embedding program.
+    InProcess,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Library(path) => write!(f, "{}", path.display()),
+            Source::InProcess => f.write_str("<in-process>"),
+        }
+    }
+}
+
+/// A library or directory of the load path that could not be used.
+///
+/// Displays as one line, `<path>: <cause>`.
+#[derive(Debug)]
+pub struct LoadError {
+    /// The file or directory concerned (or `InProcess`).
+    pub source: Source,
+    /// What went wrong.
+    pub kind: LoadErrorKind,
+}
+
+impl LoadError {
+    pub(crate) fn at(path: &Path, kind: LoadErrorKind) -> Self {
+        LoadError {
+            source: Source::Library(path.to_owned()),
+            kind,
+        }
+    }
+
+    pub(crate) fn new(source: Source, kind: LoadErrorKind) -> Self {
+        LoadError { source, kind }
+    }
+
+    /// The path concerned, if it is a file or directory.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.source {
+            Source::Library(p) => Some(p),
+            Source::InProcess => None,
+        }
+    }
+}
+
+/// Why a library or directory could not be used.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum LoadErrorKind {
+    /// A load-path directory does not exist.
+    DirNotFound,
+    /// A load-path entry exists but is not a directory.
+    NotADir,
+    /// A load-path directory could not be listed.
+    ReadDir(io::Error),
+    /// A library path does not exist.
+    NotFound,
+    /// A symlink whose target does not exist.
+    BrokenSymlink,
+    /// Not a regular file.
+    NotAFile,
+    /// A zero-byte file.
+    Empty,
+    /// The file's metadata could not be read.
+    Metadata(io::Error),
+    /// The dynamic linker refused the file (not a shared object, wrong
+    /// architecture, missing dependency, ...).
+    Open(String),
+    /// A shared object that exports no abi_stable root module.
+    NoRootModule,
+    /// A library built with an abi_stable release this engine cannot read.
+    AbiStable(String),
+    /// An abi_stable library of some other application.
+    UnknownRootModule(String),
+    /// Built against an interface version this engine does not speak.
+    InterfaceVersion {
+        /// The library's interface version.
+        found: String,
+        /// The engine's interface version.
+        expected: &'static str,
+    },
+    /// The library's types do not match the engine's.
+    Layout {
+        /// The first mismatch, on one line.
+        summary: String,
+        /// abi_stable's full report (logged at debug level).
+        detail: String,
+    },
+    /// The library exports no layout information, so it cannot be checked.
+    NoLayout,
+    /// The root module's constructor failed or panicked.
+    RootModule(String),
+    /// The manifest function failed or panicked.
+    Manifest(ExtError),
+    /// The manifest is invalid.
+    InvalidManifest(String),
+    /// Another extension of the same kind already has this name.
+    Duplicate {
+        /// Plugin or adapter.
+        kind: Kind,
+        /// The name.
+        name: String,
+        /// Where the first one came from.
+        first: Source,
+    },
+    /// The extension's `init` failed, panicked or rejected its config.
+    Init(ExtError),
+}
+
+impl fmt::Display for LoadErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use LoadErrorKind::*;
+        match self {
+            DirNotFound => f.write_str("load-path directory does not exist"),
+            NotADir => f.write_str("load-path entry is not a directory"),
+            ReadDir(e) => write!(f, "cannot list directory: {e}"),
+            NotFound => f.write_str("no such file"),
+            BrokenSymlink => f.write_str("broken symlink (its target does not exist)"),
+            NotAFile => f.write_str("not a regular file"),
+            Empty => f.write_str("empty file (0 bytes), not a shared library"),
+            Metadata(e) => write!(f, "cannot read file metadata: {e}"),
+            Open(msg) => write!(f, "not a loadable shared library: {msg}"),
+            NoRootModule => f.write_str(
+                "not a plugboard extension: the library exports no abi_stable root module",
+            ),
+            AbiStable(msg) => write!(f, "built with an incompatible abi_stable: {msg}"),
+            UnknownRootModule(name) => write!(
+                f,
+                "not a plugboard extension: its root module is `{name}` \
+                 (expected `plugboard_plugin` or `plugboard_adapter`)"
+            ),
+            InterfaceVersion { found, expected } => write!(
+                f,
+                "built against plugboard-interface {found}, but this engine speaks {}; \
+                 rebuild it against plugboard-interface {}",
+                crate::library::generation(expected),
+                crate::library::generation(expected),
+            ),
+            Layout { summary, .. } => write!(
+                f,
+                "incompatible interface layout ({summary}); rebuild it against this \
+                 engine's plugboard-interface (RUST_LOG=debug shows abi_stable's full report)"
+            ),
+            NoLayout => f.write_str(
+                "the library exports no layout information, so its ABI cannot be checked",
+            ),
+            RootModule(msg) => write!(f, "its root module failed to initialise: {msg}"),
+            Manifest(e) => write!(f, "describing itself failed: {e}"),
+            InvalidManifest(msg) => write!(f, "invalid manifest: {msg}"),
+            Duplicate { kind, name, first } => {
+                write!(f, "duplicate {kind} name `{name}` (already loaded from {first}); skipped")
+            }
+            Init(ExtError::InvalidConfig(msg)) => write!(f, "rejected its configuration: {msg}"),
+            Init(e) => write!(f, "init failed: {e}"),
+        }
+    }
+}
+
+impl fmt::Display for LoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.source, self.kind)
+    }
+}
+
+impl std::error::Error for LoadError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            LoadErrorKind::ReadDir(e) | LoadErrorKind::Metadata(e) => Some(e),
+            LoadErrorKind::Manifest(e) | LoadErrorKind::Init(e) => Some(e),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! The plugboard engine as a library.
+//!
+//! It finds extension libraries on a [`LoadPath`], validates each one before
+//! running any of its code ([`library::open`]), and runs the message pipeline
+//! between adapters and plugins ([`Engine`]).
+//!
+//! # Layout
+//!
+//! - [`path`]: the load path and the deterministic library scan.
+//! - [`library`]: opening one library: linker, abi_stable header, kind,
+//!   interface version, layout, manifest validation.
+//! - [`engine`]: [`EngineBuilder`] (collect extensions, start) and the
+//!   running [`Engine`]: bounded crossbeam channels from adapters through a
+//!   router and a worker pool back to adapters; [`engine::shutdown`] explains
+//!   how it stops.
+//! - [`error`]: [`LoadError`], one per failed library, displayed as
+//!   `path: cause`.
+//!
+//! # Key design decision: failures are data
+//!
+//! Loading never stops at the first bad library. Every problem becomes a
+//! [`LoadError`] in the [`LoadReport`] and everything else loads; it is the
+//! caller's choice (a `--strict` flag, say) to treat failures as fatal.
+
+pub mod engine;
+pub mod error;
+pub mod library;
+pub mod path;
+
+pub use engine::{
+    Engine, EngineBuilder, EngineConfig, EngineError, Handle, LoadReport, Loaded, SubmitError,
+    Unmatched,
+};
+pub use error::{Kind, LoadError, LoadErrorKind, Source};
+pub use path::{LoadPath, PATH_ENV};

@@ -1,0 +1,480 @@
+//! Opening and validating one extension library, before any of its
+//! extension code runs.
+//!
+//! The order of checks is the order of trust: file metadata, the dynamic
+//! linker, abi_stable's header, the root module's name (its kind), the
+//! interface version, the full type layout, and only then the library's own
+//! code (its root-module constructor and `manifest`), whose output is
+//! validated in turn. `init` runs later, when the engine starts.
+
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use abi_stable::abi_stability::abi_checking::{
+    check_layout_compatibility, AbiInstability, AbiInstabilityErrors,
+};
+use abi_stable::library::{
+    lib_header_from_raw_library, LibHeader, LibraryError, RawLibrary, RootModule,
+};
+use abi_stable::std_types::RResult;
+use abi_stable::type_layout::TypeLayout;
+use plugboard_interface::adapter::{self, Adapter, AdapterBox, AdapterManifest, AdapterRoot_Ref};
+use plugboard_interface::host::HostBox;
+use plugboard_interface::plugin::{self, Plugin, PluginBox, PluginManifest, PluginRoot_Ref};
+use plugboard_interface::{ExtError, INTERFACE_VERSION};
+use regex::Regex;
+
+use crate::error::{Kind, LoadError, LoadErrorKind, Source};
+
+type PluginInit = Arc<dyn Fn(HostBox) -> RResult<PluginBox, ExtError> + Send + Sync>;
+type AdapterInit = Arc<dyn Fn(HostBox) -> RResult<AdapterBox, ExtError> + Send + Sync>;
+
+/// A validated plugin, not yet initialised.
+#[derive(Clone)]
+pub struct PluginCandidate {
+    /// Where it came from.
+    pub source: Source,
+    /// Its validated manifest.
+    pub manifest: PluginManifest,
+    pub(crate) patterns: Vec<Regex>,
+    pub(crate) init: PluginInit,
+}
+
+/// A validated adapter, not yet initialised.
+#[derive(Clone)]
+pub struct AdapterCandidate {
+    /// Where it came from.
+    pub source: Source,
+    /// Its validated manifest.
+    pub manifest: AdapterManifest,
+    pub(crate) init: AdapterInit,
+}
+
+/// A validated extension of either kind.
+#[derive(Clone)]
+pub enum Candidate {
+    /// A plugin.
+    Plugin(PluginCandidate),
+    /// An adapter.
+    Adapter(AdapterCandidate),
+}
+
+impl Candidate {
+    /// Plugin or adapter.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Candidate::Plugin(_) => Kind::Plugin,
+            Candidate::Adapter(_) => Kind::Adapter,
+        }
+    }
+
+    /// The extension's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Candidate::Plugin(p) => &p.manifest.name,
+            Candidate::Adapter(a) => &a.manifest.name,
+        }
+    }
+
+    /// The extension's own version.
+    pub fn version(&self) -> &str {
+        match self {
+            Candidate::Plugin(p) => &p.manifest.version,
+            Candidate::Adapter(a) => &a.manifest.version,
+        }
+    }
+
+    /// Where it came from.
+    pub fn source(&self) -> &Source {
+        match self {
+            Candidate::Plugin(p) => &p.source,
+            Candidate::Adapter(a) => &a.source,
+        }
+    }
+}
+
+impl PluginCandidate {
+    /// An in-process plugin type, validated like a library's.
+    pub fn in_process<P: Plugin>() -> Result<Self, LoadError> {
+        let manifest = plugin::manifest_of::<P>()
+            .into_result()
+            .map_err(|e| LoadError::new(Source::InProcess, LoadErrorKind::Manifest(e)))?;
+        let patterns = validate_plugin(&manifest)
+            .map_err(|m| LoadError::new(Source::InProcess, LoadErrorKind::InvalidManifest(m)))?;
+        Ok(PluginCandidate {
+            source: Source::InProcess,
+            manifest,
+            patterns,
+            init: Arc::new(plugin::instantiate::<P>),
+        })
+    }
+
+    pub(crate) fn instantiate(&self, host: HostBox) -> Result<PluginBox, ExtError> {
+        (self.init)(host).into_result()
+    }
+}
+
+impl AdapterCandidate {
+    /// An in-process adapter type, validated like a library's.
+    pub fn in_process<A: Adapter>() -> Result<Self, LoadError> {
+        let manifest = adapter::manifest_of::<A>()
+            .into_result()
+            .map_err(|e| LoadError::new(Source::InProcess, LoadErrorKind::Manifest(e)))?;
+        validate_adapter(&manifest)
+            .map_err(|m| LoadError::new(Source::InProcess, LoadErrorKind::InvalidManifest(m)))?;
+        Ok(AdapterCandidate {
+            source: Source::InProcess,
+            manifest,
+            init: Arc::new(adapter::instantiate::<A>),
+        })
+    }
+
+    pub(crate) fn instantiate(&self, host: HostBox) -> Result<AdapterBox, ExtError> {
+        (self.init)(host).into_result()
+    }
+}
+
+/// Opens and validates the library at `path`.
+///
+/// The library stays mapped for the life of the process, whatever the
+/// outcome: abi_stable never unloads libraries, and a library whose
+/// static initialisers ran is not safe to unload in general.
+pub fn open(path: &Path) -> Result<Candidate, LoadError> {
+    let fail = |kind| LoadError::at(path, kind);
+    check_file(path).map_err(fail)?;
+
+    let raw = RawLibrary::load_at(path).map_err(|e| fail(open_error(path, e)))?;
+    // SAFETY: the header reference is tied to the library's lifetime, and the
+    // library is leaked just below, so it lives for the rest of the process.
+    let header = unsafe { lib_header_from_raw_library(&raw) };
+    std::mem::forget(raw);
+    let header: &'static LibHeader = header.map_err(|e| fail(header_error(e)))?;
+
+    let consts = header.root_mod_consts();
+    let kind = match consts.base_name().as_str() {
+        b if b == PluginRoot_Ref::BASE_NAME => Kind::Plugin,
+        b if b == AdapterRoot_Ref::BASE_NAME => Kind::Adapter,
+        other => return Err(fail(LoadErrorKind::UnknownRootModule(other.to_owned()))),
+    };
+    check_interface_version(&consts.version_strings().version.to_string()).map_err(fail)?;
+    let layout = header.layout().ok_or_else(|| fail(LoadErrorKind::NoLayout))?;
+
+    let source = Source::Library(path.to_owned());
+    match kind {
+        Kind::Plugin => {
+            let root = init_root::<PluginRoot_Ref>(header, layout).map_err(fail)?;
+            let manifest = (root.manifest())()
+                .into_result()
+                .map_err(|e| fail(LoadErrorKind::Manifest(e)))?;
+            let patterns =
+                validate_plugin(&manifest).map_err(|m| fail(LoadErrorKind::InvalidManifest(m)))?;
+            let init = root.init();
+            Ok(Candidate::Plugin(PluginCandidate {
+                source,
+                manifest,
+                patterns,
+                init: Arc::new(move |host| init(host)),
+            }))
+        }
+        Kind::Adapter => {
+            let root = init_root::<AdapterRoot_Ref>(header, layout).map_err(fail)?;
+            let manifest = (root.manifest())()
+                .into_result()
+                .map_err(|e| fail(LoadErrorKind::Manifest(e)))?;
+            validate_adapter(&manifest).map_err(|m| fail(LoadErrorKind::InvalidManifest(m)))?;
+            let init = root.init();
+            Ok(Candidate::Adapter(AdapterCandidate {
+                source,
+                manifest,
+                init: Arc::new(move |host| init(host)),
+            }))
+        }
+    }
+}
+
+fn check_file(path: &Path) -> Result<(), LoadErrorKind> {
+    let meta = match fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            // `metadata` follows symlinks; tell a dangling link from a missing file.
+            return Err(match fs::symlink_metadata(path) {
+                Ok(_) => LoadErrorKind::BrokenSymlink,
+                Err(_) => LoadErrorKind::NotFound,
+            });
+        }
+        Err(e) => return Err(LoadErrorKind::Metadata(e)),
+    };
+    if !meta.is_file() {
+        return Err(LoadErrorKind::NotAFile);
+    }
+    if meta.len() == 0 {
+        return Err(LoadErrorKind::Empty);
+    }
+    Ok(())
+}
+
+fn open_error(path: &Path, err: LibraryError) -> LoadErrorKind {
+    match err {
+        LibraryError::OpenError { err, .. } => {
+            // dlerror() repeats the path; the caller already prints it.
+            let msg = err.to_string();
+            let shown = path.display().to_string();
+            let msg = msg
+                .rsplit_once(&format!("{shown}: "))
+                .map(|(_, rest)| rest.to_owned())
+                .unwrap_or(msg);
+            LoadErrorKind::Open(msg)
+        }
+        other => LoadErrorKind::Open(one_line(&other.to_string())),
+    }
+}
+
+fn header_error(err: LibraryError) -> LoadErrorKind {
+    match err {
+        LibraryError::GetSymbolError { .. } => LoadErrorKind::NoRootModule,
+        LibraryError::InvalidAbiHeader(h) => LoadErrorKind::AbiStable(format!(
+            "its abi_stable ABI is {}.{}",
+            h.abi_major, h.abi_minor
+        )),
+        other => LoadErrorKind::AbiStable(one_line(&other.to_string())),
+    }
+}
+
+/// The version "generation" per the interface's compatibility policy:
+/// `0.MINOR.x` before 1.0, `MAJOR.x` after.
+pub(crate) fn generation(version: &str) -> String {
+    let mut parts = version.split('.').map(str::parse::<u64>);
+    match (parts.next(), parts.next()) {
+        (Some(Ok(0)), Some(Ok(minor))) => format!("0.{minor}.x"),
+        (Some(Ok(major)), Some(Ok(_))) => format!("{major}.x"),
+        _ => version.to_owned(),
+    }
+}
+
+fn check_interface_version(found: &str) -> Result<(), LoadErrorKind> {
+    if generation(found) == generation(INTERFACE_VERSION) {
+        Ok(())
+    } else {
+        Err(LoadErrorKind::InterfaceVersion {
+            found: found.to_owned(),
+            expected: INTERFACE_VERSION,
+        })
+    }
+}
+
+fn init_root<M: RootModule>(
+    header: &'static LibHeader,
+    layout: &'static TypeLayout,
+) -> Result<M, LoadErrorKind> {
+    header.init_root_module::<M>().map_err(|e| match e {
+        LibraryError::AbiInstability(_) => {
+            // Re-run the check to get the structured errors behind abi_stable's
+            // pre-formatted multi-kilobyte report.
+            match check_layout_compatibility(M::LAYOUT, layout) {
+                Err(errors) => LoadErrorKind::Layout {
+                    summary: summarize_layout_errors(&errors),
+                    detail: errors.to_string(),
+                },
+                Ok(()) => LoadErrorKind::Layout {
+                    summary: "abi_stable reported a mismatch".to_owned(),
+                    detail: e.to_string(),
+                },
+            }
+        }
+        LibraryError::IncompatibleVersionNumber { actual_version, .. } => {
+            LoadErrorKind::InterfaceVersion {
+                found: actual_version.to_string(),
+                expected: INTERFACE_VERSION,
+            }
+        }
+        LibraryError::RootModule { err, .. } => LoadErrorKind::RootModule(one_line(&err.to_string())),
+        other => LoadErrorKind::AbiStable(one_line(&other.to_string())),
+    })
+}
+
+/// The first mismatch of abi_stable's report, as `where: what`.
+fn summarize_layout_errors(errors: &AbiInstabilityErrors) -> String {
+    let Some(first) = errors.errors.first() else {
+        return "no details".to_owned();
+    };
+    let mut path: Vec<String> = vec![errors.interface.name().to_owned()];
+    for step in first.stack_trace.iter() {
+        path.push(match &step.expected {
+            abi_stable::type_layout::TLFieldOrFunction::Field(f) => f.name().to_owned(),
+            abi_stable::type_layout::TLFieldOrFunction::Function(f) => format!("{}()", f.name),
+        });
+    }
+    let what = match first.errs.first() {
+        Some(AbiInstability::FieldCountMismatch(ef)) => format!(
+            "field count differs: engine has {}, library has {}",
+            ef.expected, ef.found
+        ),
+        Some(AbiInstability::UnexpectedField(ef)) => format!(
+            "field `{}` where the engine has `{}`",
+            ef.found.name(),
+            ef.expected.name()
+        ),
+        Some(AbiInstability::Name(ef)) => {
+            format!("type `{}` where the engine has `{}`", ef.found, ef.expected)
+        }
+        Some(AbiInstability::Size(ef)) => format!(
+            "size {} bytes where the engine has {}",
+            ef.found, ef.expected
+        ),
+        Some(AbiInstability::Alignment(ef)) => format!(
+            "alignment {} where the engine has {}",
+            ef.found, ef.expected
+        ),
+        Some(AbiInstability::TooManyVariants(ef)) => format!(
+            "variant count differs: engine has {}, library has {}",
+            ef.expected, ef.found
+        ),
+        Some(AbiInstability::Package(ef)) => format!(
+            "type from package `{}` where the engine has `{}`",
+            ef.found, ef.expected
+        ),
+        Some(other) => one_line(&format!("{other:?}")),
+        None => "mismatch".to_owned(),
+    };
+    format!("{}: {what}", path.join("."))
+}
+
+fn one_line(text: &str) -> String {
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.chars().count() > 300 {
+        let cut: String = text.chars().take(300).collect();
+        format!("{cut}...")
+    } else {
+        text
+    }
+}
+
+/// Names are used on the command line and in chat (`discord !bacon`): one
+/// word of letters, digits, `-` and `_`.
+fn validate_name(what: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err(format!("{what} name is empty"));
+    }
+    if name.len() > 64 {
+        return Err(format!("{what} name `{name}` is longer than 64 bytes"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+    {
+        return Err(format!(
+            "{what} name `{}` contains {c:?} (allowed: ASCII letters, digits, `-`, `_`)",
+            name.escape_debug()
+        ));
+    }
+    Ok(())
+}
+
+/// Compiles a command pattern the way the router matches it: anchored at
+/// the start of the command text.
+pub(crate) fn compile_pattern(pattern: &str) -> Result<Regex, regex::Error> {
+    Regex::new(&anchored(pattern))
+}
+
+pub(crate) fn anchored(pattern: &str) -> String {
+    format!("^(?:{pattern})")
+}
+
+fn validate_plugin(manifest: &PluginManifest) -> Result<Vec<Regex>, String> {
+    validate_name("plugin", &manifest.name)?;
+    let mut seen = std::collections::HashSet::new();
+    let mut patterns = Vec::with_capacity(manifest.commands.len());
+    for (i, command) in manifest.commands.iter().enumerate() {
+        let name = command.name.as_str();
+        if name.is_empty() {
+            return Err(format!("command #{i} has an empty name"));
+        }
+        if !seen.insert(name) {
+            return Err(format!("command name `{name}` is declared twice"));
+        }
+        let regex = compile_pattern(&command.pattern).map_err(|e| {
+            format!(
+                "command `{name}`: invalid pattern `{}`: {}",
+                command.pattern,
+                regex_error_line(&e)
+            )
+        })?;
+        patterns.push(regex);
+    }
+    Ok(patterns)
+}
+
+fn validate_adapter(manifest: &AdapterManifest) -> Result<(), String> {
+    validate_name("adapter", &manifest.name)
+}
+
+/// regex's syntax errors are multi-line drawings; keep the `error:` line.
+fn regex_error_line(err: &regex::Error) -> String {
+    let text = err.to_string();
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("error: "))
+        .map(str::to_owned)
+        .unwrap_or_else(|| one_line(&text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use abi_stable::std_types::RVec;
+    use plugboard_interface::plugin::CommandSpec;
+
+    fn manifest(name: &str, commands: &[(&str, &str)]) -> PluginManifest {
+        PluginManifest {
+            name: name.into(),
+            version: "1.0.0".into(),
+            description: "".into(),
+            help: "".into(),
+            commands: commands
+                .iter()
+                .map(|(n, p)| CommandSpec {
+                    name: (*n).into(),
+                    pattern: (*p).into(),
+                    usage: "".into(),
+                })
+                .collect::<RVec<_>>(),
+        }
+    }
+
+    #[test]
+    fn manifest_validation_names_the_problem() {
+        assert!(validate_plugin(&manifest("bacon", &[("a", "bacon$")])).is_ok());
+        let err = |m| validate_plugin(&m).unwrap_err();
+        assert_eq!(err(manifest("", &[])), "plugin name is empty");
+        assert!(err(manifest("two words", &[])).contains("contains ' '"));
+        assert_eq!(
+            err(manifest("p", &[("a", "x"), ("a", "y")])),
+            "command name `a` is declared twice"
+        );
+        assert_eq!(err(manifest("p", &[("", "x")])), "command #0 has an empty name");
+        assert_eq!(
+            err(manifest("p", &[("open", "bacon(")])),
+            "command `open`: invalid pattern `bacon(`: unclosed group"
+        );
+    }
+
+    #[test]
+    fn versions_compare_by_generation() {
+        assert_eq!(generation("0.1.7"), "0.1.x");
+        assert_eq!(generation("2.3.4"), "2.x");
+        assert!(check_interface_version(INTERFACE_VERSION).is_ok());
+        assert!(matches!(
+            check_interface_version("0.999.0"),
+            Err(LoadErrorKind::InterfaceVersion { .. })
+        ));
+        assert_eq!(generation("garbage"), "garbage");
+    }
+
+    #[test]
+    fn patterns_are_anchored_at_the_start() {
+        let re = compile_pattern(r"bacon$").unwrap();
+        assert!(re.is_match("bacon"));
+        assert!(!re.is_match("nobacon"));
+    }
+}
