@@ -5,10 +5,9 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RArc, ROption, RResult};
+use abi_stable::std_types::{ROption, RResult};
 use crossbeam_channel::{bounded, select, Receiver, Sender, TryRecvError};
-use plugboard_interface::host::{Client, ClientBox, ClientMessage, Client_TO};
+use plugboard_interface::host::{client_box, Client, ClientBox, ClientMessage};
 use plugboard_interface::ExtError;
 
 /// A mock chat platform for one adapter: inbound lines come from the stdin
@@ -81,7 +80,7 @@ pub fn mock(adapter: &str, capacity: usize, printer: Sender<String>) -> (Feed, C
             printer,
         }),
     };
-    (Feed { tx }, Client_TO::from_ptr(RArc::new(client), TD_Opaque))
+    (Feed { tx }, client_box(client))
 }
 
 /// The printer: the one thread that writes replies.

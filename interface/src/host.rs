@@ -166,3 +166,9 @@ impl Context {
         &self.host
     }
 }
+
+/// Boxes a [`Client`] implementation for injection (see
+/// `EngineBuilder::clients` in the engine).
+pub fn client_box<C: Client + 'static>(client: C) -> ClientBox {
+    Client_TO::from_ptr(RArc::new(client), abi_stable::sabi_trait::TD_Opaque)
+}

@@ -294,17 +294,38 @@ fn init_root<M: RootModule>(
     })
 }
 
-/// The first mismatch of abi_stable's report, as `where: what`.
+/// The first real mismatch of abi_stable's report, as
+/// `PluginRoot -> init() -> ... -> Invocation: what (and N more)`.
+///
+/// The path keeps only the interface's own types and the function-pointer
+/// fields between them; abi_stable's wrappers (`PrefixRef`, `RResult`,
+/// `RObject`, ...) are noise to someone rebuilding a plugin.
 fn summarize_layout_errors(errors: &AbiInstabilityErrors) -> String {
-    let Some(first) = errors.errors.first() else {
+    use abi_stable::type_layout::TLFieldOrFunction;
+    const INTERFACE_PACKAGE: &str = "plugboard-interface";
+
+    let Some(first) = errors.errors.iter().find(|e| !e.errs.is_empty()) else {
         return "no details".to_owned();
     };
-    let mut path: Vec<String> = vec![errors.interface.name().to_owned()];
+    let mut path: Vec<String> = Vec::new();
     for step in first.stack_trace.iter() {
-        path.push(match &step.expected {
-            abi_stable::type_layout::TLFieldOrFunction::Field(f) => f.name().to_owned(),
-            abi_stable::type_layout::TLFieldOrFunction::Function(f) => format!("{}()", f.name),
-        });
+        let TLFieldOrFunction::Field(field) = &step.expected else {
+            continue;
+        };
+        let layout = field.layout();
+        let name = if layout.package() == INTERFACE_PACKAGE {
+            layout.name().to_owned()
+        } else if !field.function_range().is_empty() {
+            format!("{}()", field.name())
+        } else {
+            continue;
+        };
+        if path.last() != Some(&name) {
+            path.push(name);
+        }
+    }
+    if path.is_empty() {
+        path.push(errors.interface.name().to_owned());
     }
     let what = match first.errs.first() {
         Some(AbiInstability::FieldCountMismatch(ef)) => format!(
@@ -338,7 +359,11 @@ fn summarize_layout_errors(errors: &AbiInstabilityErrors) -> String {
         Some(other) => one_line(&format!("{other:?}")),
         None => "mismatch".to_owned(),
     };
-    format!("{}: {what}", path.join("."))
+    let more = match first.errs.len() {
+        0 | 1 => String::new(),
+        n => format!(" (and {} more)", n - 1),
+    };
+    format!("{}: {what}{more}", path.join(" -> "))
 }
 
 fn one_line(text: &str) -> String {

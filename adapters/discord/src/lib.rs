@@ -7,6 +7,7 @@
 
 use plugboard_interface::adapter::relay_client;
 use plugboard_interface::host::{ClientBox, ClientMessage};
+use plugboard_interface::log;
 use plugboard_interface::prelude::*;
 
 /// The demo Discord adapter.
@@ -28,6 +29,7 @@ impl Adapter for Discord {
     }
 
     fn listen(&self, sink: &Sink) -> Result<(), Error> {
+        log::info!("listening on the injected client");
         relay_client(&self.client, sink, |m| RawMessage {
             room: m.room,
             identity: m.user.unwrap_or_else(|| "discord-user".into()),

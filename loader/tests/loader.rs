@@ -1,0 +1,407 @@
+//! Loader integration tests: real extension libraries (good ones and
+//! deliberately broken ones, one per failure mode) loaded into a real engine.
+//!
+//! The good libraries and the in-workspace fixtures are dev-dependencies, so
+//! cargo has built their cdylibs into `target/<profile>/deps` before this
+//! binary runs. The incompatible-layout fixture needs a *different* interface
+//! crate, so it is built here, once, by a nested `cargo build`.
+
+mod support;
+
+mod library {
+    use std::fs;
+
+    use plugboard_loader::library::{open, Candidate};
+    use plugboard_loader::{Engine, EngineConfig, Kind, LoadErrorKind, LoadPath, Source};
+
+    use crate::support::{lib, temp_dir};
+
+    #[test]
+    fn opens_a_good_plugin_and_a_good_adapter() {
+        let Candidate::Plugin(bacon) = open(&lib("plugboard_bacon")).unwrap() else {
+            panic!("bacon is a plugin");
+        };
+        assert_eq!(bacon.manifest.name.as_str(), "bacon");
+        let patterns: Vec<&str> = bacon.manifest.commands.iter().map(|c| c.pattern.as_str()).collect();
+        assert_eq!(patterns, [r"bacon$", r"bacon\s+(\S+)"]);
+
+        let adapter = open(&lib("plugboard_discord")).unwrap();
+        assert_eq!(adapter.kind(), Kind::Adapter);
+        assert_eq!(adapter.name(), "discord");
+        assert_eq!(adapter.source(), &Source::Library(lib("plugboard_discord")));
+    }
+
+    #[test]
+    fn a_text_file_named_like_a_library_is_one_line() {
+        let dir = temp_dir("text");
+        let path = dir.path().join(format!("notes.{}", std::env::consts::DLL_EXTENSION));
+        fs::write(&path, "this is not ELF\n").unwrap();
+        let err = open(&path).err().expect("a text file is not a library");
+        assert!(matches!(err.kind, LoadErrorKind::Open(_)), "{err:?}");
+        let line = err.to_string();
+        assert!(line.starts_with(&format!("{}: not a loadable shared library", path.display())), "{line}");
+        assert_eq!(line.lines().count(), 1);
+        // dlerror() repeats the path; it is stripped from the cause.
+        assert_eq!(line.matches(&path.display().to_string()).count(), 1, "{line}");
+    }
+
+    #[test]
+    fn a_library_without_a_root_module_is_refused() {
+        let path = lib("plugboard_fixture_no_root");
+        let err = open(&path).err().expect("no root module");
+        assert!(matches!(err.kind, LoadErrorKind::NoRootModule), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: not a plugboard extension: the library exports no abi_stable root module",
+                path.display()
+            )
+        );
+    }
+
+    #[test]
+    fn an_incompatible_layout_is_summarised_on_one_line() {
+        let path = crate::support::drift_plugin();
+        let err = open(&path).err().expect("the layout differs");
+        let LoadErrorKind::Layout { summary, detail } = &err.kind else {
+            panic!("expected a layout error, got {err:?}");
+        };
+        // The summary names the type that differs; the full dump is kept.
+        assert!(summary.contains("Invocation"), "{summary}\n{detail}");
+        assert!(detail.len() > summary.len() * 4, "detail keeps abi_stable's report");
+        let line = err.to_string();
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert!(line.len() < 400, "one readable line, not a dump: {line}");
+        assert!(line.contains("incompatible interface layout"), "{line}");
+    }
+
+    #[test]
+    fn zero_byte_files_and_broken_symlinks_are_reported() {
+        let dir = temp_dir("empty");
+        let ext = std::env::consts::DLL_EXTENSION;
+        let empty = dir.path().join(format!("empty.{ext}"));
+        fs::write(&empty, b"").unwrap();
+        assert!(matches!(open(&empty).err().unwrap().kind, LoadErrorKind::Empty));
+        let link = dir.path().join(format!("dangling.{ext}"));
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &link).unwrap();
+        assert!(matches!(open(&link).err().unwrap().kind, LoadErrorKind::BrokenSymlink));
+        let missing = dir.path().join(format!("missing.{ext}"));
+        assert!(matches!(open(&missing).err().unwrap().kind, LoadErrorKind::NotFound));
+    }
+
+    /// One directory holding every kind of library at once: every failure is
+    /// reported, one line each, and every good library still loads.
+    #[test]
+    fn bad_libraries_never_stop_the_good_ones() {
+        let dir = temp_dir("mixed");
+        let ext = std::env::consts::DLL_EXTENSION;
+        let put = |name: &str, from: &std::path::Path| {
+            let to = dir.path().join(format!("{name}.{ext}"));
+            fs::copy(from, &to).unwrap();
+            to
+        };
+        // File names sort in this order, which is the load order.
+        let bacon = put("a-bacon", &lib("plugboard_bacon"));
+        let bacon_again = put("b-bacon-copy", &lib("plugboard_bacon"));
+        put("c-discord", &lib("plugboard_discord"));
+        let no_root = put("d-no-root", &lib("plugboard_fixture_no_root"));
+        let text = dir.path().join(format!("e-text.{ext}"));
+        fs::write(&text, "not a library").unwrap();
+        let drift = put("f-drift", &crate::support::drift_plugin());
+
+        let missing_dir = dir.path().join("no-such-dir");
+        let engine = Engine::builder(EngineConfig::default())
+            .load_path(&LoadPath::new([dir.path().to_owned(), missing_dir.clone()]))
+            .clients(|_| Some(crate::support::TestClient::pair().1))
+            .start()
+            .unwrap();
+        let report = engine.report();
+        let loaded: Vec<(&str, Kind)> = report.loaded.iter().map(|l| (l.name.as_str(), l.kind)).collect();
+        assert_eq!(loaded, [("bacon", Kind::Plugin), ("discord", Kind::Adapter)]);
+        assert_eq!(report.loaded[0].source, Source::Library(bacon.clone()));
+
+        let failures: Vec<String> = report.failures.iter().map(|f| f.to_string()).collect();
+        assert_eq!(failures.len(), 5, "{failures:#?}");
+        for line in &failures {
+            assert_eq!(line.lines().count(), 1, "{line}");
+        }
+        let starts = |path: &std::path::Path| {
+            failures
+                .iter()
+                .any(|f| f.starts_with(&format!("{}: ", path.display())))
+        };
+        assert!(starts(&missing_dir));
+        assert!(starts(&no_root));
+        assert!(starts(&text));
+        assert!(starts(&drift));
+        assert!(failures.iter().any(|f| f
+            == &format!(
+                "{}: duplicate plugin name `bacon` (already loaded from {}); skipped",
+                bacon_again.display(),
+                bacon.display()
+            )));
+        engine.shutdown();
+    }
+}
+
+mod engine {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use plugboard_interface::message::RawMessage;
+    use plugboard_interface::prelude::*;
+    use plugboard_loader::{Engine, EngineConfig, Kind, LoadErrorKind, SubmitError, Unmatched};
+
+    use crate::support::{lib, TestClient};
+
+    /// An in-process plugin exercising every kind of command outcome.
+    struct Probe;
+
+    impl Plugin for Probe {
+        fn manifest() -> Manifest<Self> {
+            Manifest::new("probe", "1.0.0")
+                .command("echo", r"echo\s+(?P<rest>.*)", "!echo <text>", Probe::echo)
+                .command("seq", r"seq\s+(\d+)", "!seq <n>", Probe::seq)
+                .command("boom", r"boom$", "!boom", Probe::boom)
+                .command("fail", r"fail$", "!fail", Probe::fail)
+                .command("quiet", r"quiet$", "!quiet", Probe::quiet)
+                .command("both", r"both$", "!both", Probe::both)
+        }
+        fn init(_: &Context) -> Result<Self, Error> {
+            Ok(Probe)
+        }
+    }
+
+    impl Probe {
+        fn echo(&self, call: &Call<'_>) -> Result<Reply, Error> {
+            Ok(format!("echo {} from {} via {}", call.capture(1).unwrap_or(""), call.sender(), call.adapter()).into())
+        }
+        fn seq(&self, call: &Call<'_>) -> Result<Reply, Error> {
+            let n: u64 = call.capture(1).unwrap_or("0").parse()?;
+            // Uneven work per command, so that parallel workers would
+            // overtake each other if ordering were not enforced.
+            for _ in 0..(n * 7919 % 13) * 50 {
+                std::thread::yield_now();
+            }
+            Ok(n.to_string().into())
+        }
+        fn boom(&self, _: &Call<'_>) -> Result<Reply, Error> {
+            panic!("probe exploded");
+        }
+        fn fail(&self, _: &Call<'_>) -> Result<Reply, Error> {
+            Err(Error::msg("nothing to fail at"))
+        }
+        fn quiet(&self, _: &Call<'_>) -> Result<Reply, Error> {
+            Ok(Reply::none())
+        }
+        fn both(&self, _: &Call<'_>) -> Result<Reply, Error> {
+            Ok("probe saw both".into())
+        }
+    }
+
+    /// A second plugin, to check that every matching command runs, in load order.
+    struct Second;
+
+    impl Plugin for Second {
+        fn manifest() -> Manifest<Self> {
+            Manifest::new("second", "1.0.0").command("both", r"both$", "!both", |_, _| Ok("second saw both".into()))
+        }
+        fn init(_: &Context) -> Result<Self, Error> {
+            Ok(Second)
+        }
+    }
+
+    fn engine(workers: usize) -> (Engine, crate::support::Feed, crate::support::Replies) {
+        let (feed, client, replies) = TestClient::triple();
+        let engine = Engine::builder(EngineConfig {
+            workers,
+            unmatched: Unmatched::Reply,
+            ..EngineConfig::default()
+        })
+        .library(&lib("plugboard_bacon"))
+        .library(&lib("plugboard_discord"))
+        .plugin::<Probe>()
+        .plugin::<Second>()
+        .clients(move |_| Some(client.clone()))
+        .start()
+        .unwrap();
+        assert!(engine.report().failures.is_empty(), "{:?}", engine.report().failures);
+        (engine, feed, replies)
+    }
+
+    #[test]
+    fn routes_commands_with_captures_through_real_libraries() {
+        let (engine, feed, replies) = engine(2);
+        feed.say("nelsk", "!bacon");
+        feed.say("nelsk", "!bacon friend");
+        feed.say("nelsk", "!echo hello there");
+        feed.say("nelsk", "just chatting");
+        feed.say("nelsk", "!nothing matches this");
+        feed.say("nelsk", "!quiet");
+        feed.say("nelsk", "!both");
+        drop(feed);
+        engine.shutdown();
+        assert_eq!(
+            replies.texts(),
+            [
+                "gives nelsk a strip of delicious bacon.",
+                "gives friend a strip of delicious bacon as a gift from nelsk",
+                "echo hello there from nelsk via discord",
+                "no command matches `!nothing matches this`",
+                "probe saw both",
+                "second saw both",
+            ]
+        );
+    }
+
+    #[test]
+    fn panics_and_errors_become_short_replies_and_the_engine_keeps_serving() {
+        let (engine, feed, replies) = engine(2);
+        feed.say("a", "!boom");
+        feed.say("a", "!fail");
+        feed.say("a", "!bacon");
+        drop(feed);
+        engine.shutdown();
+        assert_eq!(
+            replies.texts(),
+            [
+                "sorry, `probe` hit an internal error",
+                "`probe` failed: nothing to fail at",
+                "gives a a strip of delicious bacon.",
+            ]
+        );
+    }
+
+    #[test]
+    fn replies_keep_order_within_each_conversation() {
+        const USERS: usize = 8;
+        const PER_USER: usize = 400;
+        let (engine, feed, replies) = engine(4);
+        for i in 0..PER_USER {
+            for u in 0..USERS {
+                feed.say(&format!("user{u}"), &format!("!seq {i}"));
+            }
+        }
+        drop(feed);
+        engine.shutdown();
+        let mut by_user: HashMap<String, Vec<u64>> = HashMap::new();
+        for reply in replies.all() {
+            let user = reply.user.into_option().expect("replies are addressed").to_string();
+            by_user.entry(user).or_default().push(reply.text.parse().unwrap());
+        }
+        assert_eq!(by_user.len(), USERS);
+        for (user, seen) in by_user {
+            let expected: Vec<u64> = (0..PER_USER as u64).collect();
+            assert_eq!(seen, expected, "replies to {user} out of order or missing");
+        }
+    }
+
+    #[test]
+    fn shutdown_answers_every_accepted_command() {
+        const N: usize = 20_000;
+        let (engine, feed, replies) = engine(2);
+        let handle = engine.handle();
+        for i in 0..N {
+            // Half through the adapter, half through the embedder's handle.
+            if i % 2 == 0 {
+                feed.say(&format!("u{}", i % 13), "!bacon");
+            } else {
+                handle
+                    .submit("discord", RawMessage::new(None, &format!("h{}", i % 7), "!bacon"))
+                    .unwrap();
+            }
+        }
+        drop(feed);
+        engine.shutdown();
+        assert_eq!(replies.all().len(), N);
+        assert_eq!(
+            handle.submit("discord", RawMessage::new(None, "late", "!bacon")),
+            Err(SubmitError::Closed)
+        );
+    }
+
+    #[test]
+    fn handle_refuses_unknown_adapters() {
+        let (engine, _feed, _replies) = engine(1);
+        let err = engine
+            .handle()
+            .submit("nulladapter", RawMessage::new(None, "x", "!bacon"))
+            .unwrap_err();
+        assert_eq!(err.to_string(), "no adapter named `nulladapter`");
+    }
+
+    #[test]
+    fn plugin_logs_reach_the_host_logger_with_their_target() {
+        let (engine, feed, _replies) = engine(1);
+        drop(feed);
+        engine.shutdown();
+        let records = crate::support::captured_logs();
+        assert!(
+            records.iter().any(|(level, target, message)| *level == log::Level::Info
+                && target == "plugboard_discord"
+                && message == "listening on the injected client"),
+            "{records:?}"
+        );
+    }
+
+    /// An in-process adapter, registered through the same trait as a library.
+    struct Ticker;
+
+    static TICKER_SENT: AtomicUsize = AtomicUsize::new(0);
+
+    impl Adapter for Ticker {
+        fn info() -> AdapterInfo {
+            AdapterInfo::new("ticker", "1.0.0")
+        }
+        fn init(_: &Context) -> Result<Self, Error> {
+            Ok(Ticker)
+        }
+        fn listen(&self, sink: &Sink) -> Result<(), Error> {
+            for i in 0..10 {
+                sink.push(RawMessage::new(Some("#tick"), "clock", &format!("!seq {i}")))
+                    .map_err(Error::from)?;
+            }
+            Ok(())
+        }
+        fn send(&self, reply: &Outgoing<'_>) -> Result<(), Error> {
+            assert_eq!(reply.room(), Some("#tick"));
+            assert_eq!(reply.text(), TICKER_SENT.fetch_add(1, Ordering::SeqCst).to_string());
+            Ok(())
+        }
+        fn stop(&self) {}
+    }
+
+    #[test]
+    fn in_process_adapters_and_plugins_use_the_same_traits() {
+        let engine = Engine::builder(EngineConfig::default())
+            .plugin::<Probe>()
+            .adapter::<Ticker>()
+            .start()
+            .unwrap();
+        assert_eq!(engine.adapter_names().collect::<Vec<_>>(), ["ticker"]);
+        engine.shutdown();
+        assert_eq!(TICKER_SENT.load(Ordering::SeqCst), 10);
+    }
+
+    /// An adapter whose init fails (no client injected) is reported; the
+    /// rest of the engine runs.
+    #[test]
+    fn init_failures_are_reported_and_skipped() {
+        let engine = Engine::builder(EngineConfig::default())
+            .library(&lib("plugboard_discord"))
+            .plugin::<Probe>()
+            .start()
+            .unwrap();
+        let report = engine.report();
+        assert_eq!(report.loaded.len(), 1);
+        assert_eq!(report.loaded[0].kind, Kind::Plugin);
+        assert!(matches!(report.failures[0].kind, LoadErrorKind::Init(_)));
+        assert!(
+            report.failures[0]
+                .to_string()
+                .ends_with("rejected its configuration: the discord demo adapter needs an injected client"),
+            "{}",
+            report.failures[0]
+        );
+    }
+}

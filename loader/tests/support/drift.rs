@@ -1,0 +1,146 @@
+//! The incompatible-layout fixture: a plugin built against a copy of the
+//! interface crate whose `Invocation` has one more field than the engine's,
+//! as a plugin built against a future (or forked) interface would.
+//!
+//! It cannot live in the workspace (two packages named
+//! `plugboard-interface`), so it is generated and built here with a nested
+//! `cargo build --offline` into `target/nested`, which persists between
+//! runs: only the first run pays for compiling abi_stable again.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The text the mutation inserts after; the test fails loudly if the
+/// interface no longer has it.
+const ANCHOR: &str = "pub struct Invocation<'a> {\n";
+const ADDED_FIELD: &str = "    /// Fixture drift: a field the engine does not know.\n    pub network: RStr<'a>,\n";
+
+const PLUGIN_SRC: &str = r#"
+use plugboard_interface::prelude::*;
+
+pub struct Drift;
+
+impl Plugin for Drift {
+    fn manifest() -> Manifest<Self> {
+        Manifest::new("drift", "0.0.0").command("drift", "drift$", "!drift", Drift::drift)
+    }
+    fn init(_: &Context) -> Result<Self, Error> {
+        Ok(Drift)
+    }
+}
+
+impl Drift {
+    fn drift(&self, _: &Call<'_>) -> Result<Reply, Error> {
+        Ok("drifted".into())
+    }
+}
+
+export_plugin!(Drift);
+"#;
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("loader/ is inside the workspace")
+        .to_owned()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn write_if_changed(path: &Path, contents: &str) {
+    if fs::read_to_string(path).ok().as_deref() != Some(contents) {
+        fs::write(path, contents).unwrap();
+    }
+}
+
+/// The lines of `table` in a TOML text (up to the next table header).
+fn toml_table<'a>(text: &'a str, table: &'a str) -> impl Iterator<Item = &'a str> {
+    text.lines()
+        .skip_while(move |line| line.trim() != table)
+        .skip(1)
+        .take_while(|line| !line.starts_with('['))
+}
+
+/// Builds (once per test run; incrementally across runs) and returns the
+/// path of the drift plugin library.
+pub fn drift_plugin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(build).clone()
+}
+
+fn build() -> PathBuf {
+    let root = workspace_root();
+    let nested = super::deps_dir()
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .join("nested");
+    let ws = nested.join("drift-ws");
+
+    // The interface, copied and mutated.
+    let interface = ws.join("interface");
+    let _ = fs::remove_dir_all(interface.join("src"));
+    copy_dir(&root.join("interface/src"), &interface.join("src"));
+    fs::copy(root.join("interface/Cargo.toml"), interface.join("Cargo.toml")).unwrap();
+    let message_rs = interface.join("src/message.rs");
+    let source = fs::read_to_string(&message_rs).unwrap();
+    assert!(source.contains(ANCHOR), "interface/src/message.rs no longer has `{ANCHOR}`");
+    fs::write(&message_rs, source.replacen(ANCHOR, &format!("{ANCHOR}{ADDED_FIELD}"), 1)).unwrap();
+
+    // The plugin.
+    let plugin = ws.join("drift");
+    fs::create_dir_all(plugin.join("src")).unwrap();
+    write_if_changed(&plugin.join("src/lib.rs"), PLUGIN_SRC);
+    write_if_changed(
+        &plugin.join("Cargo.toml"),
+        "[package]\nname = \"drift\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n\
+         [lib]\ncrate-type = [\"cdylib\"]\n\n\
+         [dependencies]\nplugboard-interface = { path = \"../interface\" }\n",
+    );
+    // The copied interface manifest inherits from the workspace: give the
+    // nested workspace the real one's shared sections (minus our own crates).
+    let root_manifest = fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let mut ws_manifest = String::from("[workspace]\nresolver = \"2\"\nmembers = [\"interface\", \"drift\"]\n");
+    for table in ["[workspace.package]", "[workspace.dependencies]"] {
+        ws_manifest.push_str(&format!("\n{table}\n"));
+        ws_manifest.extend(
+            toml_table(&root_manifest, table)
+                .filter(|line| !line.starts_with("plugboard-"))
+                .map(|line| format!("{line}\n")),
+        );
+    }
+    write_if_changed(&ws.join("Cargo.toml"), &ws_manifest);
+    // The workspace's lock file pins the same dependency versions, already
+    // downloaded by the outer build: the nested build needs no network.
+    fs::copy(root.join("Cargo.lock"), ws.join("Cargo.lock")).unwrap();
+
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .args(["build", "--offline", "--quiet", "--manifest-path"])
+        .arg(ws.join("Cargo.toml"))
+        .env("CARGO_TARGET_DIR", nested.join("target"))
+        .env_remove("RUSTFLAGS")
+        .status()
+        .expect("running the nested cargo build");
+    assert!(status.success(), "building the drift fixture failed");
+    let lib = nested.join("target/debug").join(format!(
+        "{}drift{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
+    assert!(lib.exists(), "{} was not built", lib.display());
+    lib
+}
