@@ -55,7 +55,11 @@ impl Client for MockClient {
     fn close(&self) {
         // A poisoned lock cannot happen (nothing panics while holding it);
         // recover the guard anyway rather than panic across the boundary.
-        let mut tx = self.inner.close_tx.lock().unwrap_or_else(|p| p.into_inner());
+        let mut tx = self
+            .inner
+            .close_tx
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         tx.take();
     }
 }

@@ -139,7 +139,11 @@ pub fn run(
 
     let mut known: Vec<&str> = feeds.keys().map(String::as_str).collect();
     known.sort_unstable();
-    let known = known.join(", ");
+    let known = if known.is_empty() {
+        "none".to_owned()
+    } else {
+        known.join(", ")
+    };
 
     let mut summary = Summary {
         load_failures: engine.report().failures.len(),
@@ -217,8 +221,20 @@ fn write_summary(
     report: &LoadReport,
     engine: &Engine,
 ) -> io::Result<()> {
-    let dirs: Vec<String> = load_path.dirs().iter().map(|d| d.display().to_string()).collect();
-    writeln!(diag, "load path: {}", if dirs.is_empty() { "(empty)".to_owned() } else { dirs.join(":") })?;
+    let dirs: Vec<String> = load_path
+        .dirs()
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect();
+    writeln!(
+        diag,
+        "load path: {}",
+        if dirs.is_empty() {
+            "(empty)".to_owned()
+        } else {
+            dirs.join(":")
+        }
+    )?;
     for loaded in &report.loaded {
         writeln!(
             diag,
@@ -238,7 +254,10 @@ fn write_summary(
         report.failures.len()
     )?;
     if adapters == 0 {
-        writeln!(diag, "warning: no adapter loaded; every line will be skipped")?;
+        writeln!(
+            diag,
+            "warning: no adapter loaded; every line will be skipped"
+        )?;
     }
     Ok(())
 }

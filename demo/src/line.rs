@@ -37,7 +37,11 @@ impl fmt::Display for LineError {
             LineError::NoContent => f.write_str("a line must be `<adapter> <content>`"),
             LineError::NotUtf8 => f.write_str("the line is not valid UTF-8; skipped"),
             LineError::ControlChar(c) => {
-                write!(f, "the line contains control character U+{:04X}; skipped", *c as u32)
+                write!(
+                    f,
+                    "the line contains control character U+{:04X}; skipped",
+                    *c as u32
+                )
             }
             LineError::TooLong { max } => {
                 write!(f, "the line is longer than {max} bytes; skipped")

@@ -51,7 +51,7 @@ use abi_stable::{
     library::RootModule,
     package_version_strings, sabi_trait,
     sabi_types::VersionStrings,
-    std_types::{RBox, RResult, RString},
+    std_types::{RBox, ROption, RResult, RString},
     StableAbi,
 };
 
@@ -159,7 +159,12 @@ impl<'a> Outgoing<'a> {
 
     /// The room to answer in, if the command came from one.
     pub fn room(&self) -> Option<&'a str> {
-        self.egress.originator.room.as_ref().map(|r| r.as_str()).into_option()
+        self.egress
+            .originator
+            .room
+            .as_ref()
+            .map(|r| r.as_str())
+            .into_option()
     }
 
     /// The identity that sent the command.
@@ -178,20 +183,64 @@ impl<'a> Outgoing<'a> {
     }
 }
 
-/// Relays an injected [`Client`](crate::host::Client) into the sink until
-/// the client closes or the engine stops intake: the whole `listen` of a
-/// client-driven adapter. `map` turns a platform message into a chat message.
-pub fn relay_client(
-    client: &ClientBox,
-    sink: &Sink,
-    mut map: impl FnMut(ClientMessage) -> RawMessage,
-) -> Result<(), Error> {
-    while let Some(message) = client.recv().into_option() {
-        if sink.push(map(message)).is_err() {
-            break;
-        }
+/// The plumbing of an adapter driven by an injected [`Client`](crate::host::Client)
+/// (the demo adapters): take the client at init, relay its traffic into the
+/// sink, send replies back, close it on stop. The adapter keeps only its
+/// platform's own rules (message limits, formatting).
+pub struct ClientLink {
+    client: ClientBox,
+    default_identity: String,
+}
+
+impl ClientLink {
+    /// Takes the injected client; an [`Error::config`] if there is none.
+    /// Messages without an author are attributed to `default_identity`.
+    pub fn from_context(ctx: &Context, default_identity: &str) -> Result<Self, Error> {
+        let client = ctx.client().ok_or_else(|| {
+            Error::config(format!(
+                "the `{}` adapter needs an injected client",
+                ctx.name()
+            ))
+        })?;
+        Ok(ClientLink {
+            client,
+            default_identity: default_identity.to_owned(),
+        })
     }
-    Ok(())
+
+    /// Relays the client's messages into the sink until the client closes
+    /// or the engine stops intake: a whole `listen`.
+    pub fn listen(&self, sink: &Sink) -> Result<(), Error> {
+        while let Some(message) = self.client.recv().into_option() {
+            let raw = RawMessage {
+                room: message.room,
+                identity: message
+                    .user
+                    .unwrap_or_else(|| self.default_identity.as_str().into()),
+                content: message.text,
+            };
+            if sink.push(raw).is_err() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends one platform message answering `reply`'s originator.
+    pub fn send(&self, reply: &Outgoing<'_>, text: &str) -> Result<(), Error> {
+        let message = ClientMessage {
+            room: reply.room().map(Into::into).into(),
+            user: ROption::RSome(reply.recipient().into()),
+            text: text.into(),
+        };
+        self.client.send(&message).into_result()?;
+        Ok(())
+    }
+
+    /// Closes the client, which makes `listen` return once drained.
+    pub fn close(&self) {
+        self.client.close();
+    }
 }
 
 /// A running adapter, as the engine holds it.
@@ -271,7 +320,10 @@ pub fn instantiate<A: Adapter>(host: HostBox) -> RResult<AdapterBox, ExtError> {
         let instance = Instance {
             adapter: ManuallyDrop::new(adapter),
         };
-        Ok(AdapterObj_TO::from_value(instance, abi_stable::sabi_trait::TD_Opaque))
+        Ok(AdapterObj_TO::from_value(
+            instance,
+            abi_stable::sabi_trait::TD_Opaque,
+        ))
     })
 }
 

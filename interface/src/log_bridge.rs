@@ -57,7 +57,9 @@ impl From<LogLevel> for log::Level {
 impl LogLevel {
     /// `log`'s max-level filter for an optional level (`None` is `Off`).
     pub fn filter(level: Option<LogLevel>) -> log::LevelFilter {
-        level.map_or(log::LevelFilter::Off, |l| log::Level::from(l).to_level_filter())
+        level.map_or(log::LevelFilter::Off, |l| {
+            log::Level::from(l).to_level_filter()
+        })
     }
 
     /// The inverse of [`LogLevel::filter`].

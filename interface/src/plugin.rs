@@ -311,7 +311,10 @@ pub fn instantiate<P: Plugin>(host: HostBox) -> RResult<PluginBox, ExtError> {
             plugin: ManuallyDrop::new(plugin),
             handlers,
         };
-        Ok(PluginObj_TO::from_value(instance, abi_stable::sabi_trait::TD_Opaque))
+        Ok(PluginObj_TO::from_value(
+            instance,
+            abi_stable::sabi_trait::TD_Opaque,
+        ))
     })
 }
 

@@ -180,7 +180,10 @@ impl fmt::Display for LoadErrorKind {
             Manifest(e) => write!(f, "describing itself failed: {e}"),
             InvalidManifest(msg) => write!(f, "invalid manifest: {msg}"),
             Duplicate { kind, name, first } => {
-                write!(f, "duplicate {kind} name `{name}` (already loaded from {first}); skipped")
+                write!(
+                    f,
+                    "duplicate {kind} name `{name}` (already loaded from {first}); skipped"
+                )
             }
             Init(ExtError::InvalidConfig(msg)) => write!(f, "rejected its configuration: {msg}"),
             Init(e) => write!(f, "init failed: {e}"),

@@ -158,8 +158,10 @@ pub fn open(path: &Path) -> Result<Candidate, LoadError> {
         b if b == AdapterRoot_Ref::BASE_NAME => Kind::Adapter,
         other => return Err(fail(LoadErrorKind::UnknownRootModule(other.to_owned()))),
     };
-    check_interface_version(&consts.version_strings().version.to_string()).map_err(fail)?;
-    let layout = header.layout().ok_or_else(|| fail(LoadErrorKind::NoLayout))?;
+    check_interface_version(consts.version_strings().version.as_str()).map_err(fail)?;
+    let layout = header
+        .layout()
+        .ok_or_else(|| fail(LoadErrorKind::NoLayout))?;
 
     let source = Source::Library(path.to_owned());
     match kind {
@@ -289,7 +291,9 @@ fn init_root<M: RootModule>(
                 expected: INTERFACE_VERSION,
             }
         }
-        LibraryError::RootModule { err, .. } => LoadErrorKind::RootModule(one_line(&err.to_string())),
+        LibraryError::RootModule { err, .. } => {
+            LoadErrorKind::RootModule(one_line(&err.to_string()))
+        }
         other => LoadErrorKind::AbiStable(one_line(&other.to_string())),
     })
 }
@@ -477,7 +481,10 @@ mod tests {
             err(manifest("p", &[("a", "x"), ("a", "y")])),
             "command name `a` is declared twice"
         );
-        assert_eq!(err(manifest("p", &[("", "x")])), "command #0 has an empty name");
+        assert_eq!(
+            err(manifest("p", &[("", "x")])),
+            "command #0 has an empty name"
+        );
         assert_eq!(
             err(manifest("p", &[("open", "bacon(")])),
             "command `open`: invalid pattern `bacon(`: unclosed group"

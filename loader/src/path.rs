@@ -47,9 +47,8 @@ impl LoadPath {
     /// Appends the directories of a `PATH`-style list (the value of
     /// [`PATH_ENV`]); empty elements are skipped.
     pub fn extend_from_env_value(&mut self, value: &OsStr) {
-        self.dirs.extend(
-            std::env::split_paths(value).filter(|p| !p.as_os_str().is_empty()),
-        );
+        self.dirs
+            .extend(std::env::split_paths(value).filter(|p| !p.as_os_str().is_empty()));
     }
 
     /// Appends one directory.
@@ -122,10 +121,8 @@ mod tests {
     use super::*;
 
     fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "plugboard-path-{name}-{}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("plugboard-path-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         dir
@@ -155,7 +152,9 @@ mod tests {
         assert_eq!(scan.failures.len(), 2);
         assert!(matches!(scan.failures[0].kind, LoadErrorKind::DirNotFound));
         assert!(matches!(scan.failures[1].kind, LoadErrorKind::NotADir));
-        assert!(scan.failures[0].to_string().starts_with(&missing.display().to_string()));
+        assert!(scan.failures[0]
+            .to_string()
+            .starts_with(&missing.display().to_string()));
         fs::remove_dir_all(a).unwrap();
         fs::remove_dir_all(b).unwrap();
     }

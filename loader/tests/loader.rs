@@ -22,7 +22,12 @@ mod library {
             panic!("bacon is a plugin");
         };
         assert_eq!(bacon.manifest.name.as_str(), "bacon");
-        let patterns: Vec<&str> = bacon.manifest.commands.iter().map(|c| c.pattern.as_str()).collect();
+        let patterns: Vec<&str> = bacon
+            .manifest
+            .commands
+            .iter()
+            .map(|c| c.pattern.as_str())
+            .collect();
         assert_eq!(patterns, [r"bacon$", r"bacon\s+(\S+)"]);
 
         let adapter = open(&lib("plugboard_discord")).unwrap();
@@ -34,15 +39,27 @@ mod library {
     #[test]
     fn a_text_file_named_like_a_library_is_one_line() {
         let dir = temp_dir("text");
-        let path = dir.path().join(format!("notes.{}", std::env::consts::DLL_EXTENSION));
+        let path = dir
+            .path()
+            .join(format!("notes.{}", std::env::consts::DLL_EXTENSION));
         fs::write(&path, "this is not ELF\n").unwrap();
         let err = open(&path).err().expect("a text file is not a library");
         assert!(matches!(err.kind, LoadErrorKind::Open(_)), "{err:?}");
         let line = err.to_string();
-        assert!(line.starts_with(&format!("{}: not a loadable shared library", path.display())), "{line}");
+        assert!(
+            line.starts_with(&format!(
+                "{}: not a loadable shared library",
+                path.display()
+            )),
+            "{line}"
+        );
         assert_eq!(line.lines().count(), 1);
         // dlerror() repeats the path; it is stripped from the cause.
-        assert_eq!(line.matches(&path.display().to_string()).count(), 1, "{line}");
+        assert_eq!(
+            line.matches(&path.display().to_string()).count(),
+            1,
+            "{line}"
+        );
     }
 
     #[test]
@@ -68,7 +85,10 @@ mod library {
         };
         // The summary names the type that differs; the full dump is kept.
         assert!(summary.contains("Invocation"), "{summary}\n{detail}");
-        assert!(detail.len() > summary.len() * 4, "detail keeps abi_stable's report");
+        assert!(
+            detail.len() > summary.len() * 4,
+            "detail keeps abi_stable's report"
+        );
         let line = err.to_string();
         assert_eq!(line.lines().count(), 1, "{line}");
         assert!(line.len() < 400, "one readable line, not a dump: {line}");
@@ -81,12 +101,21 @@ mod library {
         let ext = std::env::consts::DLL_EXTENSION;
         let empty = dir.path().join(format!("empty.{ext}"));
         fs::write(&empty, b"").unwrap();
-        assert!(matches!(open(&empty).err().unwrap().kind, LoadErrorKind::Empty));
+        assert!(matches!(
+            open(&empty).err().unwrap().kind,
+            LoadErrorKind::Empty
+        ));
         let link = dir.path().join(format!("dangling.{ext}"));
         std::os::unix::fs::symlink(dir.path().join("nowhere"), &link).unwrap();
-        assert!(matches!(open(&link).err().unwrap().kind, LoadErrorKind::BrokenSymlink));
+        assert!(matches!(
+            open(&link).err().unwrap().kind,
+            LoadErrorKind::BrokenSymlink
+        ));
         let missing = dir.path().join(format!("missing.{ext}"));
-        assert!(matches!(open(&missing).err().unwrap().kind, LoadErrorKind::NotFound));
+        assert!(matches!(
+            open(&missing).err().unwrap().kind,
+            LoadErrorKind::NotFound
+        ));
     }
 
     /// One directory holding every kind of library at once: every failure is
@@ -116,8 +145,15 @@ mod library {
             .start()
             .unwrap();
         let report = engine.report();
-        let loaded: Vec<(&str, Kind)> = report.loaded.iter().map(|l| (l.name.as_str(), l.kind)).collect();
-        assert_eq!(loaded, [("bacon", Kind::Plugin), ("discord", Kind::Adapter)]);
+        let loaded: Vec<(&str, Kind)> = report
+            .loaded
+            .iter()
+            .map(|l| (l.name.as_str(), l.kind))
+            .collect();
+        assert_eq!(
+            loaded,
+            [("bacon", Kind::Plugin), ("discord", Kind::Adapter)]
+        );
         assert_eq!(report.loaded[0].source, Source::Library(bacon.clone()));
 
         let failures: Vec<String> = report.failures.iter().map(|f| f.to_string()).collect();
@@ -174,7 +210,13 @@ mod engine {
 
     impl Probe {
         fn echo(&self, call: &Call<'_>) -> Result<Reply, Error> {
-            Ok(format!("echo {} from {} via {}", call.capture(1).unwrap_or(""), call.sender(), call.adapter()).into())
+            Ok(format!(
+                "echo {} from {} via {}",
+                call.capture(1).unwrap_or(""),
+                call.sender(),
+                call.adapter()
+            )
+            .into())
         }
         fn seq(&self, call: &Call<'_>) -> Result<Reply, Error> {
             let n: u64 = call.capture(1).unwrap_or("0").parse()?;
@@ -204,7 +246,9 @@ mod engine {
 
     impl Plugin for Second {
         fn manifest() -> Manifest<Self> {
-            Manifest::new("second", "1.0.0").command("both", r"both$", "!both", |_, _| Ok("second saw both".into()))
+            Manifest::new("second", "1.0.0").command("both", r"both$", "!both", |_, _| {
+                Ok("second saw both".into())
+            })
         }
         fn init(_: &Context) -> Result<Self, Error> {
             Ok(Second)
@@ -225,7 +269,11 @@ mod engine {
         .clients(move |_| Some(client.clone()))
         .start()
         .unwrap();
-        assert!(engine.report().failures.is_empty(), "{:?}", engine.report().failures);
+        assert!(
+            engine.report().failures.is_empty(),
+            "{:?}",
+            engine.report().failures
+        );
         (engine, feed, replies)
     }
 
@@ -286,8 +334,15 @@ mod engine {
         engine.shutdown();
         let mut by_user: HashMap<String, Vec<u64>> = HashMap::new();
         for reply in replies.all() {
-            let user = reply.user.into_option().expect("replies are addressed").to_string();
-            by_user.entry(user).or_default().push(reply.text.parse().unwrap());
+            let user = reply
+                .user
+                .into_option()
+                .expect("replies are addressed")
+                .to_string();
+            by_user
+                .entry(user)
+                .or_default()
+                .push(reply.text.parse().unwrap());
         }
         assert_eq!(by_user.len(), USERS);
         for (user, seen) in by_user {
@@ -307,7 +362,10 @@ mod engine {
                 feed.say(&format!("u{}", i % 13), "!bacon");
             } else {
                 handle
-                    .submit("discord", RawMessage::new(None, &format!("h{}", i % 7), "!bacon"))
+                    .submit(
+                        "discord",
+                        RawMessage::new(None, &format!("h{}", i % 7), "!bacon"),
+                    )
                     .unwrap();
             }
         }
@@ -337,9 +395,11 @@ mod engine {
         engine.shutdown();
         let records = crate::support::captured_logs();
         assert!(
-            records.iter().any(|(level, target, message)| *level == log::Level::Info
-                && target == "plugboard_discord"
-                && message == "listening on the injected client"),
+            records
+                .iter()
+                .any(|(level, target, message)| *level == log::Level::Info
+                    && target == "plugboard_discord"
+                    && message == "listening on the injected client"),
             "{records:?}"
         );
     }
@@ -358,14 +418,21 @@ mod engine {
         }
         fn listen(&self, sink: &Sink) -> Result<(), Error> {
             for i in 0..10 {
-                sink.push(RawMessage::new(Some("#tick"), "clock", &format!("!seq {i}")))
-                    .map_err(Error::from)?;
+                sink.push(RawMessage::new(
+                    Some("#tick"),
+                    "clock",
+                    &format!("!seq {i}"),
+                ))
+                .map_err(Error::from)?;
             }
             Ok(())
         }
         fn send(&self, reply: &Outgoing<'_>) -> Result<(), Error> {
             assert_eq!(reply.room(), Some("#tick"));
-            assert_eq!(reply.text(), TICKER_SENT.fetch_add(1, Ordering::SeqCst).to_string());
+            assert_eq!(
+                reply.text(),
+                TICKER_SENT.fetch_add(1, Ordering::SeqCst).to_string()
+            );
             Ok(())
         }
         fn stop(&self) {}
@@ -397,9 +464,9 @@ mod engine {
         assert_eq!(report.loaded[0].kind, Kind::Plugin);
         assert!(matches!(report.failures[0].kind, LoadErrorKind::Init(_)));
         assert!(
-            report.failures[0]
-                .to_string()
-                .ends_with("rejected its configuration: the discord demo adapter needs an injected client"),
+            report.failures[0].to_string().ends_with(
+                "rejected its configuration: the `discord` adapter needs an injected client"
+            ),
             "{}",
             report.failures[0]
         );

@@ -1,17 +1,17 @@
 //! `irc`: a demo adapter for an IRC-like platform.
 //!
 //! It talks to the platform only through the client the host injects (the
-//! demo REPL injects a stdin-fed mock), so it runs anywhere. Messages without
-//! an author come from `irc-user`, and replies are sent to the channel
-//! the command came from.
+//! demo REPL injects a stdin-fed mock). Messages without an author come from
+//! `irc-user`. IRC has no multi-line messages, so a reply is sent line by
+//! line, skipping blank lines. (The real IRC adapter, with the 512-byte
+//! protocol limit and flood control, is a separate crate.)
 
-use plugboard_interface::adapter::relay_client;
-use plugboard_interface::host::{ClientBox, ClientMessage};
+use plugboard_interface::adapter::ClientLink;
 use plugboard_interface::prelude::*;
 
 /// The demo IRC adapter.
 pub struct Irc {
-    client: ClientBox,
+    link: ClientLink,
 }
 
 impl Adapter for Irc {
@@ -21,33 +21,44 @@ impl Adapter for Irc {
     }
 
     fn init(ctx: &Context) -> Result<Self, Error> {
-        let client = ctx
-            .client()
-            .ok_or_else(|| Error::config("the irc demo adapter needs an injected client"))?;
-        Ok(Irc { client })
-    }
-
-    fn listen(&self, sink: &Sink) -> Result<(), Error> {
-        relay_client(&self.client, sink, |m| RawMessage {
-            room: m.room,
-            identity: m.user.unwrap_or_else(|| "irc-user".into()),
-            content: m.text,
+        Ok(Irc {
+            link: ClientLink::from_context(ctx, "irc-user")?,
         })
     }
 
+    fn listen(&self, sink: &Sink) -> Result<(), Error> {
+        self.link.listen(sink)
+    }
+
     fn send(&self, reply: &Outgoing<'_>) -> Result<(), Error> {
-        let message = ClientMessage {
-            room: reply.room().map(Into::into).into(),
-            user: Some(reply.recipient().into()).into(),
-            text: reply.text().into(),
-        };
-        self.client.send(&message).into_result()?;
+        for line in irc_lines(reply.text()) {
+            self.link.send(reply, line)?;
+        }
         Ok(())
     }
 
     fn stop(&self) {
-        self.client.close();
+        self.link.close();
     }
 }
 
+/// The IRC messages a reply becomes: its non-blank lines, without `\r`.
+pub fn irc_lines(text: &str) -> impl Iterator<Item = &str> {
+    text.lines()
+        .map(|l| l.trim_end_matches('\r'))
+        .filter(|l| !l.trim().is_empty())
+}
+
 export_adapter!(Irc);
+
+#[cfg(test)]
+mod tests {
+    use super::irc_lines;
+
+    #[test]
+    fn multi_line_replies_become_one_message_per_line() {
+        assert_eq!(irc_lines("one").collect::<Vec<_>>(), ["one"]);
+        assert_eq!(irc_lines("a\r\n\n  \nb\n").collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(irc_lines("").count(), 0);
+    }
+}

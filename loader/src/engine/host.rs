@@ -98,7 +98,14 @@ impl IngressSink for EngineSink {
 }
 
 pub(crate) fn sink(adapter: u32, name: Arc<str>, gate: Arc<Gate>) -> SinkBox {
-    IngressSink_TO::from_ptr(RBox::new(EngineSink { adapter, name, gate }), TD_Opaque)
+    IngressSink_TO::from_ptr(
+        RBox::new(EngineSink {
+            adapter,
+            name,
+            gate,
+        }),
+        TD_Opaque,
+    )
 }
 
 /// The [`Host`] services of one extension.

@@ -272,16 +272,22 @@ impl EngineBuilder {
                 .cloned()
                 .unwrap_or_else(|| "{}".to_owned());
             let started = match &candidate {
-                Candidate::Plugin(p) => p
-                    .instantiate(host::host(&key.1, config_json, None))
-                    .map(|obj| {
-                        let live = LivePlugin {
-                            name: key.1.clone(),
-                            commands: p.manifest.commands.iter().map(|c| c.name.to_string()).collect(),
-                            obj,
-                        };
-                        plugins.push((live, p.patterns.clone()));
-                    }),
+                Candidate::Plugin(p) => {
+                    p.instantiate(host::host(&key.1, config_json, None))
+                        .map(|obj| {
+                            let live = LivePlugin {
+                                name: key.1.clone(),
+                                commands: p
+                                    .manifest
+                                    .commands
+                                    .iter()
+                                    .map(|c| c.name.to_string())
+                                    .collect(),
+                                obj,
+                            };
+                            plugins.push((live, p.patterns.clone()));
+                        })
+                }
                 Candidate::Adapter(a) => {
                     let client = clients.as_ref().and_then(|f| f(&a.manifest));
                     a.instantiate(host::host(&key.1, config_json, client))
@@ -310,10 +316,16 @@ impl EngineBuilder {
             }
         }
 
-        let routes = Routes::new(plugins.iter().map(|(_, p)| p.as_slice()))
-            .map_err(EngineError::Routes)?;
+        let routes =
+            Routes::new(plugins.iter().map(|(_, p)| p.as_slice())).map_err(EngineError::Routes)?;
         let report = LoadReport { loaded, failures };
-        Engine::spawn(config, plugins.into_iter().map(|(p, _)| p).collect(), routes, adapters, report)
+        Engine::spawn(
+            config,
+            plugins.into_iter().map(|(p, _)| p).collect(),
+            routes,
+            adapters,
+            report,
+        )
     }
 }
 
@@ -393,7 +405,10 @@ fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<(
     thread::Builder::new()
         .name(name.clone())
         .spawn(f)
-        .map_err(|source| EngineError::Spawn { thread: name, source })
+        .map_err(|source| EngineError::Spawn {
+            thread: name,
+            source,
+        })
 }
 
 impl Engine {
@@ -434,7 +449,10 @@ impl Engine {
             pipeline.push(spawn(format!("egress-{name}"), move || {
                 for reply in egress_rx {
                     if let Err(e) = sender.send(&reply).into_result() {
-                        log::warn!("adapter `{adapter}` could not deliver a reply to {}: {e}", reply.originator.identity);
+                        log::warn!(
+                            "adapter `{adapter}` could not deliver a reply to {}: {e}",
+                            reply.originator.identity
+                        );
                     }
                 }
             })?);
@@ -448,7 +466,10 @@ impl Engine {
         let shared = Arc::new(Shared {
             plugins,
             routes,
-            adapter_names: adapter_names.iter().map(|n| RString::from(n.as_str())).collect(),
+            adapter_names: adapter_names
+                .iter()
+                .map(|n| RString::from(n.as_str()))
+                .collect(),
             unmatched: config.unmatched,
         });
         for i in 0..config.worker_count() {
@@ -482,7 +503,11 @@ impl Engine {
         for (index, adapter) in running.iter().enumerate() {
             let obj = Arc::clone(&adapter.obj);
             // Bounded by the adapter count, far below 2^32.
-            let sink = host::sink(index as u32, adapter.name.as_str().into(), Arc::clone(&adapter.gate));
+            let sink = host::sink(
+                index as u32,
+                adapter.name.as_str().into(),
+                Arc::clone(&adapter.gate),
+            );
             let name = adapter.name.clone();
             let done = listen_done_tx.clone();
             listeners.push((

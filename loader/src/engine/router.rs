@@ -27,7 +27,12 @@ pub(crate) struct Batch {
 pub(crate) fn conversation_key(inbound: &Inbound) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     inbound.adapter.hash(&mut h);
-    inbound.message.room.as_ref().map(|r| r.as_str()).hash(&mut h);
+    inbound
+        .message
+        .room
+        .as_ref()
+        .map(|r| r.as_str())
+        .hash(&mut h);
     inbound.message.identity.as_str().hash(&mut h);
     h.finish()
 }

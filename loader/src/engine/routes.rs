@@ -46,6 +46,9 @@ impl Routes {
 
     /// Fresh capture buffers, one per route (a worker keeps its own).
     pub fn capture_buffers(&self) -> Vec<CaptureLocations> {
-        self.routes.iter().map(|r| r.regex.capture_locations()).collect()
+        self.routes
+            .iter()
+            .map(|r| r.regex.capture_locations())
+            .collect()
     }
 }

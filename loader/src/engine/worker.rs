@@ -100,7 +100,11 @@ impl Worker {
         if !matched {
             log::debug!(target: "plugboard::router", "{adapter_name}: no command matches `{text}`");
             if shared.unmatched == Unmatched::Reply {
-                self.reply(adapter, &message, format!("no command matches `!{text}`").into());
+                self.reply(
+                    adapter,
+                    &message,
+                    format!("no command matches `!{text}`").into(),
+                );
             }
         }
     }
@@ -125,11 +129,17 @@ impl Worker {
 fn error_reply(plugin: &str, command: &str, message: &RawMessage, err: ExtError) -> RString {
     match &err {
         ExtError::Panicked(msg) => {
-            log::error!("plugin `{plugin}` panicked in command `{command}` (from {}): {msg}", message.identity);
+            log::error!(
+                "plugin `{plugin}` panicked in command `{command}` (from {}): {msg}",
+                message.identity
+            );
             format!("sorry, `{plugin}` hit an internal error").into()
         }
         other => {
-            log::warn!("plugin `{plugin}` command `{command}` failed (from {}): {other}", message.identity);
+            log::warn!(
+                "plugin `{plugin}` command `{command}` failed (from {}): {other}",
+                message.identity
+            );
             format!("`{plugin}` failed: {}", other.message()).into()
         }
     }

@@ -15,7 +15,8 @@ use std::sync::OnceLock;
 /// The text the mutation inserts after; the test fails loudly if the
 /// interface no longer has it.
 const ANCHOR: &str = "pub struct Invocation<'a> {\n";
-const ADDED_FIELD: &str = "    /// Fixture drift: a field the engine does not know.\n    pub network: RStr<'a>,\n";
+const ADDED_FIELD: &str =
+    "    /// Fixture drift: a field the engine does not know.\n    pub network: RStr<'a>,\n";
 
 const PLUGIN_SRC: &str = r#"
 use plugboard_interface::prelude::*;
@@ -94,11 +95,22 @@ fn build() -> PathBuf {
     let interface = ws.join("interface");
     let _ = fs::remove_dir_all(interface.join("src"));
     copy_dir(&root.join("interface/src"), &interface.join("src"));
-    fs::copy(root.join("interface/Cargo.toml"), interface.join("Cargo.toml")).unwrap();
+    fs::copy(
+        root.join("interface/Cargo.toml"),
+        interface.join("Cargo.toml"),
+    )
+    .unwrap();
     let message_rs = interface.join("src/message.rs");
     let source = fs::read_to_string(&message_rs).unwrap();
-    assert!(source.contains(ANCHOR), "interface/src/message.rs no longer has `{ANCHOR}`");
-    fs::write(&message_rs, source.replacen(ANCHOR, &format!("{ANCHOR}{ADDED_FIELD}"), 1)).unwrap();
+    assert!(
+        source.contains(ANCHOR),
+        "interface/src/message.rs no longer has `{ANCHOR}`"
+    );
+    fs::write(
+        &message_rs,
+        source.replacen(ANCHOR, &format!("{ANCHOR}{ADDED_FIELD}"), 1),
+    )
+    .unwrap();
 
     // The plugin.
     let plugin = ws.join("drift");
@@ -113,7 +125,8 @@ fn build() -> PathBuf {
     // The copied interface manifest inherits from the workspace: give the
     // nested workspace the real one's shared sections (minus our own crates).
     let root_manifest = fs::read_to_string(root.join("Cargo.toml")).unwrap();
-    let mut ws_manifest = String::from("[workspace]\nresolver = \"2\"\nmembers = [\"interface\", \"drift\"]\n");
+    let mut ws_manifest =
+        String::from("[workspace]\nresolver = \"2\"\nmembers = [\"interface\", \"drift\"]\n");
     for table in ["[workspace.package]", "[workspace.dependencies]"] {
         ws_manifest.push_str(&format!("\n{table}\n"));
         ws_manifest.extend(

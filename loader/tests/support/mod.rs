@@ -17,7 +17,9 @@ pub use drift::drift_plugin;
 /// of the dev-dependencies.
 pub fn deps_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    exe.parent().expect("test binary has a directory").to_owned()
+    exe.parent()
+        .expect("test binary has a directory")
+        .to_owned()
 }
 
 /// The built library of crate `name` (`plugboard_bacon`).
@@ -107,7 +109,10 @@ impl Replies {
     }
 
     pub fn texts(&self) -> Vec<String> {
-        self.all().into_iter().map(|m| m.text.into_string()).collect()
+        self.all()
+            .into_iter()
+            .map(|m| m.text.into_string())
+            .collect()
     }
 }
 
