@@ -73,6 +73,11 @@ pub use error::{Error, ExtError};
 pub use abi_stable;
 /// Re-exported so authors log through the same `log` the bridge is installed in.
 pub use log;
+/// Re-exported for configuration types (`#[serde(crate = "plugboard_interface::serde")]`)
+/// without a direct dependency.
+pub use serde;
+/// Re-exported: an extension's configuration arrives as JSON.
+pub use serde_json;
 
 /// The interface version this crate defines (`major.minor.patch`).
 ///

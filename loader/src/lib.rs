@@ -28,8 +28,8 @@ pub mod library;
 pub mod path;
 
 pub use engine::{
-    Engine, EngineBuilder, EngineConfig, EngineError, Handle, LoadReport, Loaded, SubmitError,
-    Unmatched,
+    AdapterStatus, Engine, EngineBuilder, EngineConfig, EngineError, Handle, LoadReport, Loaded,
+    PluginCounters, PluginState, PluginStatus, SubmitError, Unmatched,
 };
 pub use error::{Kind, LoadError, LoadErrorKind, Source};
 pub use path::{LoadPath, PATH_ENV};

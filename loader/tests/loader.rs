@@ -472,3 +472,363 @@ mod engine {
         );
     }
 }
+
+/// Every bad-library case of the hardening issue, one test each.
+mod bad_libraries {
+    use std::fs;
+
+    use plugboard_interface::ExtError;
+    use plugboard_loader::library::open;
+    use plugboard_loader::{Engine, EngineConfig, LoadErrorKind, LoadPath};
+
+    use crate::support::{future_plugin, lib, temp_dir, FUTURE_VERSION};
+
+    fn one_line(err: &plugboard_loader::LoadError) -> String {
+        let line = err.to_string();
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert!(line.starts_with(&format!("{}: ", err.source)), "{line}");
+        line
+    }
+
+    #[test]
+    fn random_bytes_and_an_executable_are_not_libraries() {
+        let dir = temp_dir("bytes");
+        let ext = std::env::consts::DLL_EXTENSION;
+        let random = dir.path().join(format!("random.{ext}"));
+        // Deterministic noise, long enough to be taken for a header.
+        let bytes: Vec<u8> = (0u32..4096)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        fs::write(&random, bytes).unwrap();
+        let err = open(&random).err().unwrap();
+        assert!(matches!(err.kind, LoadErrorKind::Open(_)));
+        one_line(&err);
+
+        let exe = dir.path().join(format!("exe.{ext}"));
+        fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
+        let err = open(&exe).err().unwrap();
+        assert!(matches!(err.kind, LoadErrorKind::Open(_)), "{err:?}");
+        one_line(&err);
+    }
+
+    #[test]
+    fn a_system_library_has_no_root_module() {
+        // Whichever of the usual places has the C math library.
+        let Some(libm) = [
+            "/lib/x86_64-linux-gnu/libm.so.6",
+            "/usr/lib/x86_64-linux-gnu/libm.so.6",
+            "/lib64/libm.so.6",
+            "/usr/lib64/libm.so.6",
+            "/lib/aarch64-linux-gnu/libm.so.6",
+        ]
+        .iter()
+        .map(std::path::Path::new)
+        .find(|p| p.exists()) else {
+            // The no-root fixture covers the same failure everywhere.
+            return;
+        };
+        let err = open(libm).err().unwrap();
+        assert!(matches!(err.kind, LoadErrorKind::NoRootModule), "{err:?}");
+    }
+
+    #[test]
+    fn another_applications_abi_stable_library_is_the_wrong_kind() {
+        let path = lib("plugboard_fixture_foreign_root");
+        let err = open(&path).err().unwrap();
+        assert!(
+            matches!(&err.kind, LoadErrorKind::UnknownRootModule(n) if n == "some_other_app"),
+            "{err:?}"
+        );
+        assert!(one_line(&err)
+            .contains("not a plugboard extension: its root module is `some_other_app`"));
+    }
+
+    #[test]
+    fn an_incompatible_interface_version_says_what_to_rebuild_against() {
+        let path = future_plugin();
+        let err = open(&path).err().unwrap();
+        assert!(
+            matches!(&err.kind, LoadErrorKind::InterfaceVersion { found, .. } if found == FUTURE_VERSION),
+            "{err:?}"
+        );
+        let line = one_line(&err);
+        assert!(
+            line.contains(&format!(
+                "built against plugboard-interface {FUTURE_VERSION}, but this engine speaks 0.1.x"
+            )),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn an_invalid_command_pattern_is_named() {
+        let err = open(&lib("plugboard_fixture_bad_pattern")).err().unwrap();
+        assert_eq!(
+            one_line(&err),
+            format!(
+                "{}: invalid manifest: command `open`: invalid pattern `bacon(`: unclosed group",
+                err.source
+            )
+        );
+    }
+
+    #[test]
+    fn init_errors_and_init_panics_are_reported_and_skipped() {
+        let engine = Engine::builder(EngineConfig::default())
+            .library(&lib("plugboard_fixture_init_fails"))
+            .library(&lib("plugboard_fixture_init_panics"))
+            .library(&lib("plugboard_bacon"))
+            .start()
+            .unwrap();
+        let report = engine.report();
+        assert_eq!(report.loaded.len(), 1, "bacon still loads");
+        let lines: Vec<String> = report.failures.iter().map(one_line).collect();
+        assert!(
+            matches!(&report.failures[0].kind, LoadErrorKind::Init(ExtError::Failed(m)) if m == "database unreachable")
+        );
+        assert!(
+            lines[0].ends_with("init failed: database unreachable"),
+            "{}",
+            lines[0]
+        );
+        assert!(matches!(
+            &report.failures[1].kind,
+            LoadErrorKind::Init(ExtError::Panicked(_))
+        ));
+        assert!(
+            lines[1].ends_with("init failed: panicked: fixture init panic"),
+            "{}",
+            lines[1]
+        );
+    }
+
+    #[test]
+    fn unreadable_and_missing_directories_are_reported() {
+        let dir = temp_dir("loop");
+        let looping = dir.path().join("loop");
+        std::os::unix::fs::symlink(&looping, &looping).unwrap();
+        let scan = LoadPath::new([looping.clone(), dir.path().join("absent")]).scan();
+        assert_eq!(scan.failures.len(), 2);
+        assert!(
+            matches!(scan.failures[0].kind, LoadErrorKind::ReadDir(_)),
+            "{:?}",
+            scan.failures[0]
+        );
+        assert!(one_line(&scan.failures[0]).contains("cannot list directory"));
+        assert!(matches!(scan.failures[1].kind, LoadErrorKind::DirNotFound));
+
+        // Permission bits only bind non-root users.
+        use std::os::unix::fs::PermissionsExt;
+        let locked = dir.path().join("locked");
+        fs::create_dir(&locked).unwrap();
+        fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
+        if fs::read_dir(&locked).is_err() {
+            let scan = LoadPath::new([locked.clone()]).scan();
+            assert!(matches!(scan.failures[0].kind, LoadErrorKind::ReadDir(_)));
+        }
+        fs::set_permissions(&locked, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+/// Misbehaving extensions at run time: panics, slow and hung commands,
+/// quarantine, adapters that panic.
+mod faults {
+    use std::time::Duration;
+
+    use plugboard_loader::{Engine, EngineConfig, Kind, PluginState, Unmatched};
+
+    use crate::support::{lib, TestClient};
+
+    fn engine_with(
+        libs: &[&str],
+        configure: impl FnOnce(plugboard_loader::EngineBuilder) -> plugboard_loader::EngineBuilder,
+    ) -> (Engine, crate::support::Feed, crate::support::Replies) {
+        let (feed, client, replies) = TestClient::triple();
+        let mut builder = Engine::builder(EngineConfig {
+            workers: 2,
+            unmatched: Unmatched::Reply,
+            ..EngineConfig::default()
+        })
+        .library(&lib("plugboard_discord"))
+        .library(&lib("plugboard_bacon"));
+        for name in libs {
+            builder = builder.library(&lib(name));
+        }
+        let engine = configure(builder)
+            .clients(move |m| (m.name.as_str() == "discord").then(|| client.clone()))
+            .start()
+            .unwrap();
+        assert!(
+            engine.report().failures.is_empty(),
+            "{:?}",
+            engine.report().failures
+        );
+        (engine, feed, replies)
+    }
+
+    #[test]
+    fn repeated_panics_quarantine_a_plugin_until_reinstated() {
+        let (engine, feed, replies) = engine_with(&["plugboard_fixture_panics"], |b| b);
+        let handle = engine.handle();
+        for _ in 0..4 {
+            feed.say("ann", "!panic");
+        }
+        feed.say("ann", "!calm");
+        feed.say("ann", "!bacon");
+        // Replies are in order for ann, so once bacon's reply is in, the
+        // quarantine is decided; wait for it through the reply stream.
+        let texts = replies.wait_for(6);
+        assert_eq!(
+            texts,
+            [
+                "sorry, `panics` hit an internal error",
+                "sorry, `panics` hit an internal error",
+                "sorry, `panics` hit an internal error",
+                "`panics` is quarantined; ask an operator to re-enable it",
+                "`panics` is quarantined; ask an operator to re-enable it",
+                "gives ann a strip of delicious bacon.",
+            ]
+        );
+        let status = handle.plugins();
+        let panics = status.iter().find(|p| p.name == "panics").unwrap();
+        assert_eq!(panics.state, PluginState::Quarantined);
+        assert_eq!(panics.counters.panics, 3);
+        handle.reinstate("panics").unwrap();
+        feed.say("ann", "!calm");
+        assert_eq!(replies.wait_for(1), ["calm"]);
+        drop(feed);
+        engine.shutdown();
+    }
+
+    #[test]
+    fn a_hung_command_times_out_and_everyone_else_keeps_flowing() {
+        let (engine, feed, replies) = engine_with(&["plugboard_fixture_hangs"], |b| {
+            b.plugin_deadline("hangs", Duration::from_millis(300))
+        });
+        let handle = engine.handle();
+        feed.say("stuck", "!hang");
+        feed.say("stuck", "!bacon");
+        // Other users are served while `stuck` waits for its deadline: all
+        // their replies come before the timeout reply.
+        for i in 0..200 {
+            feed.say(&format!("u{}", i % 5), "!bacon");
+        }
+        let texts = replies.wait_for(202);
+        let timeout = texts
+            .iter()
+            .position(|t| t.starts_with("`hangs` timed out after"))
+            .unwrap();
+        let stuck_bacon = texts
+            .iter()
+            .position(|t| t == "gives stuck a strip of delicious bacon.")
+            .unwrap();
+        assert!(
+            timeout < stuck_bacon,
+            "the stuck user's replies stay in order"
+        );
+        assert_eq!(
+            texts.iter().filter(|t| t.starts_with("gives u")).count(),
+            200
+        );
+        assert_eq!(handle.abandoned_threads(), 1);
+        let hangs = handle
+            .plugins()
+            .into_iter()
+            .find(|p| p.name == "hangs")
+            .unwrap();
+        assert_eq!(hangs.counters.timeouts, 1);
+        // The pool kept its capacity: more work still flows.
+        feed.say("stuck", "!bacon");
+        assert_eq!(
+            replies.wait_for(1),
+            ["gives stuck a strip of delicious bacon."]
+        );
+        drop(feed);
+        assert!(
+            engine.shutdown(),
+            "shutdown drains despite the abandoned thread"
+        );
+    }
+
+    #[test]
+    fn slow_commands_within_their_deadline_just_answer() {
+        let (engine, feed, replies) = engine_with(&["plugboard_fixture_sleeps"], |b| b);
+        feed.say("zed", "!sleep 20");
+        drop(feed);
+        engine.shutdown();
+        assert_eq!(replies.texts(), ["slept 20 ms"]);
+    }
+
+    #[test]
+    fn a_command_past_its_deadline_gets_one_timeout_reply() {
+        let (engine, feed, replies) = engine_with(&["plugboard_fixture_sleeps"], |b| {
+            b.plugin_deadline("sleeps", Duration::from_millis(50))
+        });
+        feed.say("zed", "!sleep 2000");
+        feed.say("zed", "!bacon");
+        assert_eq!(
+            replies.wait_for(2)[1],
+            "gives zed a strip of delicious bacon."
+        );
+        drop(feed);
+        engine.shutdown();
+        let texts = replies.texts();
+        assert!(texts.is_empty(), "no late reply: {texts:?}");
+    }
+
+    #[test]
+    fn adapter_panics_in_listen_and_send_are_contained() {
+        for (panic_in, expect_sends) in [("listen", 1), ("send", 1)] {
+            let config = format!(r#"{{"panic_in": "{panic_in}", "commands": ["!bacon"]}}"#);
+            let (engine, feed, replies) = engine_with(&["plugboard_fixture_bad_adapter"], |b| {
+                b.extension_config(Kind::Adapter, "bad-adapter", config)
+            });
+            // The other adapter keeps working.
+            feed.say("ok", "!bacon");
+            assert_eq!(
+                replies.wait_for(1),
+                ["gives ok a strip of delicious bacon."]
+            );
+            drop(feed);
+            let handle = engine.handle();
+            engine.shutdown();
+            let bad = handle
+                .adapters()
+                .into_iter()
+                .find(|a| a.name == "bad-adapter")
+                .unwrap();
+            assert_eq!(bad.counters.calls, expect_sends, "{panic_in}");
+            assert_eq!(
+                bad.counters.panics,
+                u64::from(panic_in == "send"),
+                "{panic_in}"
+            );
+        }
+    }
+
+    #[test]
+    fn adapter_panics_in_init_and_stop_are_contained() {
+        let (feed, client, _replies) = TestClient::triple();
+        let engine = Engine::builder(EngineConfig::default())
+            .library(&lib("plugboard_fixture_bad_adapter"))
+            .extension_config(Kind::Adapter, "bad-adapter", r#"{"panic_in": "init"}"#)
+            .clients(move |_| Some(client.clone()))
+            .start()
+            .unwrap();
+        assert!(engine.report().failures[0]
+            .to_string()
+            .contains("init failed: panicked: fixture adapter panic in init"));
+        drop(feed);
+        engine.shutdown();
+
+        let engine = Engine::builder(EngineConfig::default())
+            .library(&lib("plugboard_fixture_bad_adapter"))
+            .extension_config(Kind::Adapter, "bad-adapter", r#"{"panic_in": "stop"}"#)
+            .start()
+            .unwrap();
+        assert!(
+            engine.shutdown(),
+            "a panicking stop does not stop the shutdown"
+        );
+    }
+}

@@ -11,22 +11,28 @@
 //! - **done** (unbounded by type, bounded by construction: at most one
 //!   message per batch in flight): workers -> router.
 
+mod health;
 mod host;
 mod router;
 mod routes;
 pub mod shutdown;
+mod supervisor;
 mod worker;
+
+use health::{Health, Outcome};
+pub use health::{PluginCounters, PluginState};
 
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::path::Path;
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use abi_stable::std_types::RString;
-use crossbeam_channel::{bounded, unbounded, Receiver};
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use plugboard_interface::adapter::{Adapter, AdapterBox, AdapterManifest};
 use plugboard_interface::host::ClientBox;
 use plugboard_interface::message::RawMessage;
@@ -38,7 +44,8 @@ use crate::path::LoadPath;
 use host::{Gate, Inbound};
 use router::Router;
 use routes::Routes;
-use worker::{LivePlugin, Shared, Worker};
+use supervisor::Supervisor;
+use worker::{Links, LivePlugin, Shared, Slot, SlotState, Worker};
 
 /// What to do with a command no plugin pattern matches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -67,8 +74,21 @@ pub struct EngineConfig {
     pub max_pending: usize,
     /// How long shutdown waits for adapters' `listen` to return.
     pub listen_grace: Duration,
+    /// How long shutdown waits for the pipeline to drain once intake is
+    /// closed; threads still busy after it (an adapter stuck in `send`) are
+    /// abandoned with a log line.
+    pub shutdown_grace: Duration,
     /// What to do with unmatched commands.
     pub unmatched: Unmatched,
+    /// Deadline of one command call, unless the plugin has its own
+    /// ([`EngineBuilder::plugin_deadline`]).
+    pub command_deadline: Duration,
+    /// Consecutive panics or timeouts after which a plugin is quarantined
+    /// (0: never).
+    pub quarantine_after: u32,
+    /// Worker threads that may be left stuck in plugin calls before the
+    /// engine stops replacing them (see the supervisor docs).
+    pub max_abandoned: usize,
 }
 
 impl Default for EngineConfig {
@@ -80,7 +100,11 @@ impl Default for EngineConfig {
             egress_capacity: 1024,
             max_pending: 65_536,
             listen_grace: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(10),
             unmatched: Unmatched::Ignore,
+            command_deadline: Duration::from_secs(5),
+            quarantine_after: 3,
+            max_abandoned: 16,
         }
     }
 }
@@ -173,10 +197,18 @@ pub struct EngineBuilder {
     candidates: Vec<Candidate>,
     failures: Vec<LoadError>,
     extension_configs: HashMap<(Kind, String), String>,
+    deadlines: HashMap<String, Duration>,
     clients: Option<ClientFactory>,
 }
 
 impl EngineBuilder {
+    /// Gives plugin `name` its own command deadline instead of
+    /// [`EngineConfig::command_deadline`].
+    pub fn plugin_deadline(mut self, name: &str, deadline: Duration) -> Self {
+        self.deadlines.insert(name.to_owned(), deadline);
+        self
+    }
+
     /// Scans `path` and opens every library on it; failures are collected
     /// for the report, never fatal.
     pub fn load_path(mut self, path: &LoadPath) -> Self {
@@ -247,6 +279,7 @@ impl EngineBuilder {
             candidates,
             mut failures,
             extension_configs,
+            deadlines,
             clients,
         } = self;
         let mut loaded = Vec::new();
@@ -277,6 +310,7 @@ impl EngineBuilder {
                         .map(|obj| {
                             let live = LivePlugin {
                                 name: key.1.clone(),
+                                version: p.manifest.version.to_string(),
                                 commands: p
                                     .manifest
                                     .commands
@@ -284,6 +318,11 @@ impl EngineBuilder {
                                     .map(|c| c.name.to_string())
                                     .collect(),
                                 obj,
+                                deadline: deadlines
+                                    .get(&key.1)
+                                    .copied()
+                                    .unwrap_or(config.command_deadline),
+                                health: Default::default(),
                             };
                             plugins.push((live, p.patterns.clone()));
                         })
@@ -335,19 +374,48 @@ struct RunningAdapter {
     gate: Arc<Gate>,
 }
 
-/// A cheap, clonable way to feed messages to the engine as if they came
-/// through one of its adapters (for embedders and tests).
+/// An adapter's state and counters (`calls` counts `send`s), as reported by
+/// [`Handle::adapters`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdapterStatus {
+    /// Its name.
+    pub name: String,
+    /// Active, or quarantined after repeated panics in `send`.
+    pub state: PluginState,
+    /// What it did so far.
+    pub counters: PluginCounters,
+}
+
+/// A plugin's state and counters, as reported by [`Handle::plugins`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginStatus {
+    /// Its name.
+    pub name: String,
+    /// Its own version.
+    pub version: String,
+    /// Active, quarantined or disabled.
+    pub state: PluginState,
+    /// What it did so far.
+    pub counters: PluginCounters,
+}
+
+/// A cheap, clonable way to talk to a running engine: feed it messages as
+/// if they came through one of its adapters, and inspect or change plugin
+/// states (for embedders, admin commands and tests).
 #[derive(Clone)]
 pub struct Handle {
     gate: Arc<Gate>,
-    adapters: Arc<[String]>,
+    adapters: Arc<[(String, Arc<Health>)]>,
+    shared: Arc<Shared>,
 }
 
-/// Why [`Handle::submit`] refused a message.
+/// Why a [`Handle`] call was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SubmitError {
     /// No adapter has this name.
     UnknownAdapter(String),
+    /// No plugin has this name.
+    UnknownPlugin(String),
     /// The engine is shutting down.
     Closed,
 }
@@ -356,6 +424,7 @@ impl fmt::Display for SubmitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SubmitError::UnknownAdapter(name) => write!(f, "no adapter named `{name}`"),
+            SubmitError::UnknownPlugin(name) => write!(f, "no plugin named `{name}`"),
             SubmitError::Closed => f.write_str("the engine stopped accepting messages"),
         }
     }
@@ -371,7 +440,7 @@ impl Handle {
         let index = self
             .adapters
             .iter()
-            .position(|a| a == adapter)
+            .position(|(a, _)| a == adapter)
             .ok_or_else(|| SubmitError::UnknownAdapter(adapter.to_owned()))?;
         if !host::is_command(&message.content) {
             return Ok(());
@@ -384,6 +453,113 @@ impl Handle {
             })
             .map_err(|_| SubmitError::Closed)
     }
+
+    /// Every plugin's state and counters, in load order.
+    pub fn plugins(&self) -> Vec<PluginStatus> {
+        self.shared
+            .plugins
+            .iter()
+            .map(|p| PluginStatus {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                state: p.health.state(),
+                counters: p.health.counters(),
+            })
+            .collect()
+    }
+
+    /// Sets a plugin's state: `Disabled` to stop it, `Active` to re-enable
+    /// it (also out of quarantine, with a fresh failure streak).
+    pub fn set_plugin_state(&self, name: &str, state: PluginState) -> Result<(), SubmitError> {
+        let index = self
+            .shared
+            .plugin_index(name)
+            .ok_or_else(|| SubmitError::UnknownPlugin(name.to_owned()))?;
+        self.shared.plugins[index].health.set_state(state);
+        log::info!("plugin `{name}` is now {state}");
+        Ok(())
+    }
+
+    /// Every adapter's state and counters, in load order.
+    pub fn adapters(&self) -> Vec<AdapterStatus> {
+        self.adapters
+            .iter()
+            .map(|(name, health)| AdapterStatus {
+                name: name.clone(),
+                state: health.state(),
+                counters: health.counters(),
+            })
+            .collect()
+    }
+
+    /// Re-enables a quarantined adapter's `send`.
+    pub fn reinstate_adapter(&self, name: &str) -> Result<(), SubmitError> {
+        let (_, health) = self
+            .adapters
+            .iter()
+            .find(|(a, _)| a == name)
+            .ok_or_else(|| SubmitError::UnknownAdapter(name.to_owned()))?;
+        health.set_state(PluginState::Active);
+        log::info!("adapter `{name}` is active again");
+        Ok(())
+    }
+
+    /// Re-enables a quarantined (or disabled) plugin.
+    pub fn reinstate(&self, name: &str) -> Result<(), SubmitError> {
+        self.set_plugin_state(name, PluginState::Active)
+    }
+
+    /// Worker threads currently stuck in plugin calls past their deadline.
+    pub fn abandoned_threads(&self) -> usize {
+        self.shared
+            .abandoned
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+/// One adapter's egress thread: delivers its replies, in order.
+struct Egress {
+    adapter: Arc<AdapterBox>,
+    name: String,
+    health: Arc<Health>,
+    quarantine_after: u32,
+}
+
+impl Egress {
+    fn run(self, replies: Receiver<plugboard_interface::message::Egress>) {
+        for reply in replies {
+            if self.health.state() != PluginState::Active {
+                log::debug!(
+                    "adapter `{}` is quarantined; reply to {} dropped",
+                    self.name,
+                    reply.originator.identity
+                );
+                continue;
+            }
+            let outcome = match self.adapter.send(&reply).into_result() {
+                Ok(()) => Outcome::Ok,
+                Err(e) => {
+                    log::warn!(
+                        "adapter `{}` could not deliver a reply to {}: {e}",
+                        self.name,
+                        reply.originator.identity
+                    );
+                    if e.is_panic() {
+                        Outcome::Panic
+                    } else {
+                        Outcome::Error
+                    }
+                }
+            };
+            if self.health.record(outcome, self.quarantine_after) {
+                log::error!(
+                    "adapter `{}` quarantined after {} consecutive panics in send; its replies are dropped until it is reinstated",
+                    self.name,
+                    self.quarantine_after
+                );
+            }
+        }
+    }
 }
 
 /// A running engine. Stop it with [`Engine::shutdown`] (dropping it does
@@ -391,13 +567,16 @@ impl Handle {
 pub struct Engine {
     config: EngineConfig,
     report: LoadReport,
-    plugin_names: Vec<String>,
     adapters: Vec<RunningAdapter>,
     handle_gate: Arc<Gate>,
     handle: Handle,
     listeners: Vec<(usize, JoinHandle<()>)>,
     listeners_done: Receiver<usize>,
-    pipeline: Vec<JoinHandle<()>>,
+    /// Router and egress threads, which end by disconnection.
+    pipeline: Vec<(String, JoinHandle<()>)>,
+    /// Each pipeline thread drops its clone when it ends.
+    pipeline_done: Receiver<()>,
+    supervisor: Option<(Sender<()>, JoinHandle<()>)>,
     stopped: bool,
 }
 
@@ -419,6 +598,7 @@ impl Engine {
             candidates: Vec::new(),
             failures: Vec::new(),
             extension_configs: HashMap::new(),
+            deadlines: HashMap::new(),
             clients: None,
         }
     }
@@ -433,29 +613,40 @@ impl Engine {
         let (ingress_tx, ingress_rx) = bounded::<Inbound>(config.ingress_capacity.max(1));
         let (execution_tx, execution_rx) = bounded(config.execution_capacity.max(1));
         let (done_tx, done_rx) = unbounded();
+        let (pipeline_done_tx, pipeline_done) = bounded::<()>(0);
         let adapter_names: Vec<String> = adapters.iter().map(|(m, _)| m.name.to_string()).collect();
-        let plugin_names = plugins.iter().map(|p| p.name.clone()).collect();
+        let min_deadline = plugins
+            .iter()
+            .map(|p| p.deadline)
+            .min()
+            .unwrap_or(config.command_deadline);
 
         let mut pipeline = Vec::new();
         let mut running = Vec::new();
         let mut egress_txs = Vec::new();
+        let mut adapter_health = Vec::new();
         for (manifest, obj) in adapters {
             let name = manifest.name.to_string();
             let obj = Arc::new(obj);
             let (egress_tx, egress_rx) = bounded(config.egress_capacity.max(1));
             egress_txs.push(egress_tx);
-            let sender = Arc::clone(&obj);
-            let adapter = name.clone();
-            pipeline.push(spawn(format!("egress-{name}"), move || {
-                for reply in egress_rx {
-                    if let Err(e) = sender.send(&reply).into_result() {
-                        log::warn!(
-                            "adapter `{adapter}` could not deliver a reply to {}: {e}",
-                            reply.originator.identity
-                        );
-                    }
-                }
-            })?);
+            let health = Arc::new(Health::default());
+            adapter_health.push((name.clone(), Arc::clone(&health)));
+            let egress = Egress {
+                adapter: Arc::clone(&obj),
+                name: name.clone(),
+                health,
+                quarantine_after: config.quarantine_after,
+            };
+            let finished = pipeline_done_tx.clone();
+            let thread = format!("egress-{name}");
+            pipeline.push((
+                thread.clone(),
+                spawn(thread, move || {
+                    egress.run(egress_rx);
+                    drop(finished);
+                })?,
+            ));
             running.push(RunningAdapter {
                 name,
                 obj,
@@ -471,18 +662,42 @@ impl Engine {
                 .map(|n| RString::from(n.as_str()))
                 .collect(),
             unmatched: config.unmatched,
+            quarantine_after: config.quarantine_after,
+            abandoned: AtomicUsize::new(0),
         });
+        let mut workers = Vec::new();
         for i in 0..config.worker_count() {
+            let slot = Slot::new(SlotState {
+                links: Some(Links {
+                    egress: egress_txs.clone(),
+                    done: done_tx.clone(),
+                }),
+                ..SlotState::default()
+            });
             let worker = Worker {
                 shared: Arc::clone(&shared),
                 execution: execution_rx.clone(),
-                done: done_tx.clone(),
-                egress: egress_txs.clone(),
+                slot: Arc::clone(&slot),
             };
-            pipeline.push(spawn(format!("worker-{i}"), move || worker.run())?);
+            workers.push((slot, spawn(format!("worker-{i}"), move || worker.run())?));
         }
-        // Only workers may hold these: their drop is what ends each stage.
-        drop((execution_rx, done_tx, egress_txs));
+        // Only the workers' slots may hold these: dropping them is what ends
+        // each stage.
+        drop((done_tx, egress_txs));
+
+        let (control_tx, control_rx) = bounded(0);
+        let supervisor = Supervisor {
+            shared: Arc::clone(&shared),
+            execution: execution_rx,
+            control: control_rx,
+            workers,
+            // Fine enough to answer a hung command near its deadline,
+            // coarse enough to cost nothing.
+            tick: (min_deadline / 20).clamp(Duration::from_millis(5), Duration::from_millis(100)),
+            max_abandoned: config.max_abandoned,
+            spawned: 0,
+        };
+        let supervisor = spawn("supervisor".to_owned(), move || supervisor.run())?;
 
         let router = Router {
             ingress: ingress_rx,
@@ -490,12 +705,20 @@ impl Engine {
             execution: execution_tx,
             max_pending: config.max_pending.max(1),
         };
-        pipeline.push(spawn("router".to_owned(), move || router.run())?);
+        let finished = pipeline_done_tx;
+        pipeline.push((
+            "router".to_owned(),
+            spawn("router".to_owned(), move || {
+                router.run();
+                drop(finished);
+            })?,
+        ));
 
         let handle_gate = Arc::new(Gate::new(ingress_tx));
         let handle = Handle {
             gate: Arc::clone(&handle_gate),
-            adapters: adapter_names.into(),
+            adapters: adapter_health.into(),
+            shared,
         };
 
         let (listen_done_tx, listeners_done) = unbounded();
@@ -524,13 +747,14 @@ impl Engine {
         Ok(Engine {
             config,
             report,
-            plugin_names,
             adapters: running,
             handle_gate,
             handle,
             listeners,
             listeners_done,
             pipeline,
+            pipeline_done,
+            supervisor: Some((control_tx, supervisor)),
             stopped: false,
         })
     }
@@ -547,24 +771,26 @@ impl Engine {
 
     /// Names of the running plugins, in load order (the routing order).
     pub fn plugin_names(&self) -> impl Iterator<Item = &str> {
-        self.plugin_names.iter().map(String::as_str)
+        self.handle.shared.plugins.iter().map(|p| p.name.as_str())
     }
 
-    /// A handle to submit messages directly.
+    /// A handle to submit messages and manage plugins.
     pub fn handle(&self) -> Handle {
         self.handle.clone()
     }
 
     /// Stops gracefully: stop intake, finish every accepted command, deliver
     /// every reply, stop the adapters, join every thread. See [`shutdown`].
-    pub fn shutdown(mut self) {
-        self.stop();
+    /// Returns whether everything drained within the grace periods.
+    pub fn shutdown(mut self) -> bool {
+        self.stop()
     }
 
-    fn stop(&mut self) {
+    fn stop(&mut self) -> bool {
         if std::mem::replace(&mut self.stopped, true) {
-            return;
+            return true;
         }
+        let mut clean = true;
         // 1. Stop listening.
         for adapter in &self.adapters {
             if let Err(e) = adapter.obj.stop().into_result() {
@@ -584,6 +810,7 @@ impl Engine {
                 // It has sent its last message, so it is about to return.
                 let _ = thread.join();
             } else {
+                clean = false;
                 log::warn!(
                     "adapter `{}` did not return from listen within {:?} of stop; abandoning its listener thread",
                     self.adapters[index].name,
@@ -596,13 +823,43 @@ impl Engine {
             adapter.gate.close();
         }
         self.handle_gate.close();
-        // 3-5. The pipeline drains stage by stage; join it.
-        for thread in self.pipeline.drain(..) {
-            if thread.join().is_err() {
-                log::error!("an engine thread panicked");
+        // 3-5. The pipeline drains stage by stage: wait for the router and
+        // the egress threads (which end after every worker), within the grace.
+        let deadline = Instant::now() + self.config.shutdown_grace;
+        let drained = loop {
+            match self.pipeline_done.recv_deadline(deadline) {
+                // Never sent: each thread signals by dropping its sender.
+                Ok(()) => continue,
+                Err(RecvTimeoutError::Disconnected) => break true,
+                Err(RecvTimeoutError::Timeout) => break false,
             }
+        };
+        if drained {
+            for (_, thread) in self.pipeline.drain(..) {
+                if thread.join().is_err() {
+                    log::error!("an engine thread panicked");
+                }
+            }
+            if let Some((control, supervisor)) = self.supervisor.take() {
+                drop(control);
+                let _ = supervisor.join();
+            }
+        } else {
+            clean = false;
+            let busy: Vec<&str> = self
+                .pipeline
+                .iter()
+                .filter(|(_, t)| !t.is_finished())
+                .map(|(n, _)| n.as_str())
+                .collect();
+            log::error!(
+                "shutdown grace of {:?} expired with {} still busy; abandoning them",
+                self.config.shutdown_grace,
+                busy.join(", ")
+            );
         }
         // 6. Adapters and plugins drop with `self`.
+        clean
     }
 }
 

@@ -1,14 +1,26 @@
 //! Workers: run plugin commands and hand their replies to egress.
+//!
+//! A worker owns a [`Slot`]: the rest of the batch it is running and the
+//! call in progress. The slot is what makes hung commands survivable: when a
+//! call misses its deadline the [supervisor](super::supervisor) takes the
+//! slot's remaining work (and its channel senders) away, answers the hung
+//! command with a timeout reply, and gives the rest to a replacement worker.
+//! The stuck thread cannot be killed; if its call ever returns, it finds
+//! its slot abandoned, drops the result and exits.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use abi_stable::std_types::{ROption, RSlice, RStr, RString};
 use crossbeam_channel::{Receiver, Sender};
-use plugboard_interface::message::{Egress, Invocation, Originator, RawMessage, Span};
+use plugboard_interface::message::{Egress, Invocation, Originator, Span};
 use plugboard_interface::plugin::PluginBox;
 use plugboard_interface::ExtError;
 use regex::CaptureLocations;
 
+use super::health::{Health, Outcome, PluginState};
 use super::host::Inbound;
 use super::router::Batch;
 use super::routes::Routes;
@@ -17,24 +29,132 @@ use super::Unmatched;
 /// A running plugin as the workers see it.
 pub(crate) struct LivePlugin {
     pub name: String,
+    pub version: String,
     pub commands: Vec<String>,
     pub obj: PluginBox,
+    pub deadline: Duration,
+    pub health: Health,
 }
 
-/// What every worker shares, read-only.
+/// What every worker shares, read-only (plugin health is atomics).
 pub(crate) struct Shared {
     pub plugins: Vec<LivePlugin>,
     pub routes: Routes,
     pub adapter_names: Vec<RString>,
     pub unmatched: Unmatched,
+    pub quarantine_after: u32,
+    /// Worker threads abandoned in a plugin call that has not returned.
+    pub abandoned: AtomicUsize,
+}
+
+impl Shared {
+    pub fn plugin_index(&self, name: &str) -> Option<usize> {
+        self.plugins.iter().position(|p| p.name == name)
+    }
+}
+
+/// One thing to do for one message: call a matched route, or answer that
+/// nothing matched.
+pub(crate) struct Step {
+    pub message: Arc<Inbound>,
+    pub action: Action,
+}
+
+#[derive(Clone, Copy)]
+pub(crate) enum Action {
+    Call(usize),
+    Unmatched,
+}
+
+/// The senders a worker needs. They live in the slot so that abandoning a
+/// stuck worker also takes them from it: a thread stuck in a plugin call
+/// must not keep the egress channels (and so shutdown) alive.
+pub(crate) struct Links {
+    pub egress: Vec<Sender<Egress>>,
+    pub done: Sender<u64>,
+}
+
+pub(crate) struct Running {
+    pub message: Arc<Inbound>,
+    pub route: usize,
+    pub deadline: Instant,
+    pub started: Instant,
+}
+
+#[derive(Default)]
+pub(crate) struct SlotState {
+    /// The conversation of the batch in progress.
+    pub key: u64,
+    /// Whether a batch is in progress (its `done` is owed to the router).
+    pub active: bool,
+    pub queue: VecDeque<Step>,
+    pub running: Option<Running>,
+    pub links: Option<Links>,
+    pub abandoned: bool,
+}
+
+#[derive(Default)]
+pub(crate) struct Slot {
+    state: Mutex<SlotState>,
+}
+
+impl Slot {
+    pub fn new(state: SlotState) -> Arc<Slot> {
+        Arc::new(Slot {
+            state: Mutex::new(state),
+        })
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, SlotState> {
+        // Nothing panics while holding a slot lock (plugin calls happen
+        // outside it, and their panics are caught at the boundary anyway).
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The slot was abandoned by the supervisor: the thread must exit.
+struct Abandoned;
+
+/// Sends `egress` to its adapter's egress thread through the slot's links.
+/// Returns false if the slot has no links (abandoned).
+pub(crate) fn send_reply(slot: &Slot, adapter: u32, egress: Egress) -> bool {
+    // Clone the sender out of the lock: a full egress channel must block
+    // this worker only, never the supervisor that may want the slot.
+    let tx = match &slot.lock().links {
+        Some(links) => links.egress[adapter as usize].clone(),
+        None => return false,
+    };
+    if tx.send(egress).is_err() {
+        // Egress threads outlive every worker by construction.
+        log::error!("egress for adapter #{adapter} is gone; reply dropped");
+    }
+    true
+}
+
+pub(crate) fn egress(shared: &Shared, message: &Inbound, text: RString) -> Egress {
+    Egress {
+        originator: Originator {
+            adapter: shared.adapter_names[message.adapter as usize].clone(),
+            room: message.message.room.clone(),
+            identity: message.message.identity.clone(),
+        },
+        text,
+    }
+}
+
+/// The command text of a message (the sink only accepts commands, so the
+/// prefix is there).
+fn command_text(message: &Inbound) -> &str {
+    let content = message.message.content.as_str();
+    content
+        .strip_prefix(plugboard_interface::COMMAND_PREFIX)
+        .unwrap_or(content)
 }
 
 pub(crate) struct Worker {
     pub shared: Arc<Shared>,
     pub execution: Receiver<Batch>,
-    pub done: Sender<u64>,
-    /// One egress channel per adapter, indexed like `Shared::adapter_names`.
-    pub egress: Vec<Sender<Egress>>,
+    pub slot: Arc<Slot>,
 }
 
 impl Worker {
@@ -43,103 +163,213 @@ impl Worker {
         // allocates nothing on the engine side but its reply.
         let mut captures = self.shared.routes.capture_buffers();
         let mut spans: Vec<Span> = Vec::new();
+        // A replacement worker starts with the rest of a batch.
+        if self.drain(&mut captures, &mut spans).is_err() {
+            return;
+        }
         for batch in &self.execution {
-            for item in batch.items {
-                self.process(item, &mut captures, &mut spans);
+            {
+                let mut slot = self.slot.lock();
+                slot.key = batch.key;
+                slot.active = true;
+                for item in batch.items {
+                    self.expand(item, &mut slot.queue);
+                }
             }
-            // After the replies: the router may now release this
-            // conversation's next batch. It only fails if the router is gone,
-            // which it never is while workers run.
-            let _ = self.done.send(batch.key);
+            if self.drain(&mut captures, &mut spans).is_err() {
+                return;
+            }
+        }
+        // Execution closed and drained: release the senders, so the next
+        // stage can see the end.
+        self.slot.lock().links = None;
+    }
+
+    /// Turns a message into its steps: one per matching route, in route
+    /// order, or one "unmatched" step.
+    fn expand(&self, item: Inbound, queue: &mut VecDeque<Step>) {
+        let message = Arc::new(item);
+        let before = queue.len();
+        for index in self.shared.routes.matching(command_text(&message)) {
+            queue.push_back(Step {
+                message: Arc::clone(&message),
+                action: Action::Call(index),
+            });
+        }
+        if queue.len() == before {
+            queue.push_back(Step {
+                message,
+                action: Action::Unmatched,
+            });
         }
     }
 
-    fn process(&self, item: Inbound, captures: &mut [CaptureLocations], spans: &mut Vec<Span>) {
+    fn drain(
+        &self,
+        captures: &mut [CaptureLocations],
+        spans: &mut Vec<Span>,
+    ) -> Result<(), Abandoned> {
+        loop {
+            let step = {
+                let mut slot = self.slot.lock();
+                if slot.abandoned {
+                    return Err(Abandoned);
+                }
+                match slot.queue.pop_front() {
+                    Some(step) => step,
+                    None => {
+                        if std::mem::take(&mut slot.active) {
+                            // After the batch's replies: the router may now
+                            // release this conversation's next batch. It
+                            // only fails if the router is gone, which it
+                            // never is while a batch is in flight.
+                            if let Some(links) = &slot.links {
+                                let _ = links.done.send(slot.key);
+                            }
+                        }
+                        return Ok(());
+                    }
+                }
+            };
+            let reply = match step.action {
+                Action::Call(route) => self.call(&step.message, route, captures, spans)?,
+                Action::Unmatched => self.unmatched(&step.message),
+            };
+            if let Some(text) = reply {
+                let egress = egress(&self.shared, &step.message, text);
+                if !send_reply(&self.slot, step.message.adapter, egress) {
+                    return Err(Abandoned);
+                }
+            }
+        }
+    }
+
+    fn unmatched(&self, message: &Inbound) -> Option<RString> {
+        let text = command_text(message);
+        log::debug!(target: "plugboard::router", "no command matches `{text}`");
+        match self.shared.unmatched {
+            Unmatched::Reply => Some(format!("no command matches `!{text}`").into()),
+            Unmatched::Ignore => None,
+        }
+    }
+
+    /// Calls one route. `Err` means the call outlived its deadline and the
+    /// slot was abandoned meanwhile.
+    fn call(
+        &self,
+        message: &Arc<Inbound>,
+        route_index: usize,
+        captures: &mut [CaptureLocations],
+        spans: &mut Vec<Span>,
+    ) -> Result<Option<RString>, Abandoned> {
         let shared = &*self.shared;
-        let Inbound { adapter, message } = item;
-        // The sink only accepts commands, so the prefix is there.
-        let text = message
-            .content
-            .strip_prefix(plugboard_interface::COMMAND_PREFIX)
-            .unwrap_or(&message.content);
-        let adapter_name = &shared.adapter_names[adapter as usize];
-        let mut matched = false;
-        for index in shared.routes.matching(text) {
-            matched = true;
-            let route = &shared.routes.routes[index];
-            let plugin = &shared.plugins[route.plugin];
-            let locs = &mut captures[index];
-            spans.clear();
-            if route.regex.captures_read(locs, text).is_some() {
-                spans.extend((0..locs.len()).map(|g| match locs.get(g) {
-                    // Command texts are far below 4 GiB: the sink's callers
-                    // cap line length well before that.
-                    Some((start, end)) => Span {
-                        start: start as u32,
-                        end: end as u32,
-                    },
-                    None => Span::NONE,
-                }));
-            }
-            let invocation = Invocation {
-                command: route.command,
-                adapter: RStr::from_str(adapter_name),
-                room: message.room.as_ref().map(|r| r.as_rstr()),
-                identity: message.identity.as_rstr(),
-                text: RStr::from_str(text),
-                captures: RSlice::from_slice(spans),
-            };
-            let command = &plugin.commands[route.command as usize];
-            let reply = match plugin.obj.call(&invocation).into_result() {
-                Ok(ROption::RSome(text)) => text,
-                Ok(ROption::RNone) => continue,
-                Err(err) => error_reply(&plugin.name, command, &message, err),
-            };
-            self.reply(adapter, &message, reply);
-        }
-        if !matched {
-            log::debug!(target: "plugboard::router", "{adapter_name}: no command matches `{text}`");
-            if shared.unmatched == Unmatched::Reply {
-                self.reply(
-                    adapter,
-                    &message,
-                    format!("no command matches `!{text}`").into(),
-                );
+        let route = &shared.routes.routes[route_index];
+        let plugin = &shared.plugins[route.plugin];
+        match plugin.health.state() {
+            PluginState::Active => {}
+            state => {
+                return Ok(Some(
+                    format!(
+                        "`{}` is {state}; ask an operator to re-enable it",
+                        plugin.name
+                    )
+                    .into(),
+                ))
             }
         }
-    }
-
-    fn reply(&self, adapter: u32, message: &RawMessage, text: RString) {
-        let egress = Egress {
-            originator: Originator {
-                adapter: self.shared.adapter_names[adapter as usize].clone(),
-                room: message.room.clone(),
-                identity: message.identity.clone(),
-            },
-            text,
+        let text = command_text(message);
+        let locs = &mut captures[route_index];
+        spans.clear();
+        if route.regex.captures_read(locs, text).is_some() {
+            spans.extend((0..locs.len()).map(|g| {
+                match locs
+                    .get(g)
+                    .map(|(s, e)| (u32::try_from(s), u32::try_from(e)))
+                {
+                    Some((Ok(start), Ok(end))) => Span { start, end },
+                    // Absent group, or a text beyond 4 GiB: no span.
+                    _ => Span::NONE,
+                }
+            }));
+        }
+        let inner = &message.message;
+        let invocation = Invocation {
+            command: route.command,
+            adapter: RStr::from_str(&shared.adapter_names[message.adapter as usize]),
+            room: inner.room.as_ref().map(|r| r.as_rstr()),
+            identity: inner.identity.as_rstr(),
+            text: RStr::from_str(text),
+            captures: RSlice::from_slice(spans),
         };
-        if self.egress[adapter as usize].send(egress).is_err() {
-            // Egress threads outlive the workers by construction; this is a bug.
-            log::error!("egress for adapter #{adapter} is gone; reply dropped");
+
+        let started = Instant::now();
+        self.slot.lock().running = Some(Running {
+            message: Arc::clone(message),
+            route: route_index,
+            deadline: started + plugin.deadline,
+            started,
+        });
+        let result = plugin.obj.call(&invocation).into_result();
+        {
+            let mut slot = self.slot.lock();
+            if slot.abandoned {
+                drop(slot);
+                shared.abandoned.fetch_sub(1, Ordering::AcqRel);
+                plugin.health.record_late();
+                log::warn!(
+                    "plugin `{}` command `{}` returned after {:.1?}, past its deadline; result dropped",
+                    plugin.name,
+                    plugin.commands[route.command as usize],
+                    started.elapsed()
+                );
+                return Err(Abandoned);
+            }
+            slot.running = None;
         }
+
+        let command = &plugin.commands[route.command as usize];
+        let (outcome, reply) = match result {
+            Ok(ROption::RSome(text)) => (Outcome::Ok, Some(text)),
+            Ok(ROption::RNone) => (Outcome::Ok, None),
+            Err(err) => {
+                let outcome = if err.is_panic() {
+                    Outcome::Panic
+                } else {
+                    Outcome::Error
+                };
+                (
+                    outcome,
+                    Some(error_reply(
+                        &plugin.name,
+                        command,
+                        inner.identity.as_str(),
+                        err,
+                    )),
+                )
+            }
+        };
+        if plugin.health.record(outcome, shared.quarantine_after) {
+            log::warn!(
+                "plugin `{}` quarantined after {} consecutive failures",
+                plugin.name,
+                shared.quarantine_after
+            );
+        }
+        Ok(reply)
     }
 }
 
 /// The user sees a short reply; the log gets the detail.
-fn error_reply(plugin: &str, command: &str, message: &RawMessage, err: ExtError) -> RString {
+fn error_reply(plugin: &str, command: &str, identity: &str, err: ExtError) -> RString {
     match &err {
         ExtError::Panicked(msg) => {
             log::error!(
-                "plugin `{plugin}` panicked in command `{command}` (from {}): {msg}",
-                message.identity
+                "plugin `{plugin}` panicked in command `{command}` (from {identity}): {msg}"
             );
             format!("sorry, `{plugin}` hit an internal error").into()
         }
         other => {
-            log::warn!(
-                "plugin `{plugin}` command `{command}` failed (from {}): {other}",
-                message.identity
-            );
+            log::warn!("plugin `{plugin}` command `{command}` failed (from {identity}): {other}");
             format!("`{plugin}` failed: {}", other.message()).into()
         }
     }

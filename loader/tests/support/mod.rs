@@ -10,8 +10,8 @@ use crossbeam_channel::{unbounded, Receiver, Sender};
 use plugboard_interface::host::{client_box, Client, ClientBox, ClientMessage};
 use plugboard_interface::ExtError;
 
-mod drift;
-pub use drift::drift_plugin;
+mod other_interface;
+pub use other_interface::{drift_plugin, future_plugin, FUTURE_VERSION};
 
 /// `target/<profile>/deps`, where cargo put this test binary and the cdylibs
 /// of the dev-dependencies.
@@ -112,6 +112,20 @@ impl Replies {
         self.all()
             .into_iter()
             .map(|m| m.text.into_string())
+            .collect()
+    }
+
+    /// Blocks until `n` more replies have arrived (a minute at most, as a
+    /// guard against a hung engine, not a timing assumption).
+    pub fn wait_for(&self, n: usize) -> Vec<String> {
+        (0..n)
+            .map(|i| {
+                self.0
+                    .recv_timeout(std::time::Duration::from_secs(60))
+                    .unwrap_or_else(|_| panic!("reply {} of {n} never came", i + 1))
+                    .text
+                    .into_string()
+            })
             .collect()
     }
 }

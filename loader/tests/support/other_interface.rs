@@ -1,8 +1,11 @@
-//! The incompatible-layout fixture: a plugin built against a copy of the
-//! interface crate whose `Invocation` has one more field than the engine's,
-//! as a plugin built against a future (or forked) interface would.
+//! Fixtures built against a *different* interface crate:
 //!
-//! It cannot live in the workspace (two packages named
+//! - `drift`: a copy of the interface whose `Invocation` has one more field
+//!   than the engine's, as a plugin built against a forked interface would
+//!   (incompatible layout);
+//! - `future`: a copy whose version is 0.9.0 (incompatible version).
+//!
+//! They cannot live in the workspace (two packages named
 //! `plugboard-interface`), so it is generated and built here with a nested
 //! `cargo build --offline` into `target/nested`, which persists between
 //! runs: only the first run pays for compiling abi_stable again.
@@ -18,28 +21,26 @@ const ANCHOR: &str = "pub struct Invocation<'a> {\n";
 const ADDED_FIELD: &str =
     "    /// Fixture drift: a field the engine does not know.\n    pub network: RStr<'a>,\n";
 
+/// The plugin; `NAME` is replaced by the variant's name.
 const PLUGIN_SRC: &str = r#"
 use plugboard_interface::prelude::*;
 
-pub struct Drift;
+pub struct Fixture;
 
-impl Plugin for Drift {
+impl Plugin for Fixture {
     fn manifest() -> Manifest<Self> {
-        Manifest::new("drift", "0.0.0").command("drift", "drift$", "!drift", Drift::drift)
+        Manifest::new("NAME", "0.0.0").command("NAME", "NAME$", "!NAME", |_, _| Ok("NAME".into()))
     }
     fn init(_: &Context) -> Result<Self, Error> {
-        Ok(Drift)
+        Ok(Fixture)
     }
 }
 
-impl Drift {
-    fn drift(&self, _: &Call<'_>) -> Result<Reply, Error> {
-        Ok("drifted".into())
-    }
-}
-
-export_plugin!(Drift);
+export_plugin!(Fixture);
 "#;
+
+/// The version the `future` variant claims.
+pub const FUTURE_VERSION: &str = "0.9.0";
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -75,21 +76,60 @@ fn toml_table<'a>(text: &'a str, table: &'a str) -> impl Iterator<Item = &'a str
         .take_while(|line| !line.starts_with('['))
 }
 
-/// Builds (once per test run; incrementally across runs) and returns the
-/// path of the drift plugin library.
+/// The `drift` plugin library (built once per test run, incrementally
+/// across runs).
 pub fn drift_plugin() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(build).clone()
+    BUILT
+        .get_or_init(|| {
+            build("drift", |interface| {
+                let message_rs = interface.join("src/message.rs");
+                let source = fs::read_to_string(&message_rs).unwrap();
+                assert!(
+                    source.contains(ANCHOR),
+                    "interface/src/message.rs no longer has `{ANCHOR}`"
+                );
+                fs::write(
+                    &message_rs,
+                    source.replacen(ANCHOR, &format!("{ANCHOR}{ADDED_FIELD}"), 1),
+                )
+                .unwrap();
+            })
+        })
+        .clone()
 }
 
-fn build() -> PathBuf {
+/// The `future` plugin library, built against interface [`FUTURE_VERSION`].
+pub fn future_plugin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            build("future", |interface| {
+                let manifest = interface.join("Cargo.toml");
+                let text = fs::read_to_string(&manifest).unwrap();
+                let line = format!("version = \"{}\"", plugboard_interface::INTERFACE_VERSION);
+                assert!(
+                    text.contains(&line),
+                    "interface/Cargo.toml no longer has `{line}`"
+                );
+                fs::write(
+                    &manifest,
+                    text.replacen(&line, &format!("version = \"{FUTURE_VERSION}\""), 1),
+                )
+                .unwrap();
+            })
+        })
+        .clone()
+}
+
+fn build(name: &str, mutate: impl FnOnce(&Path)) -> PathBuf {
     let root = workspace_root();
     let nested = super::deps_dir()
         .parent()
         .and_then(Path::parent)
         .expect("target/<profile>/deps")
         .join("nested");
-    let ws = nested.join("drift-ws");
+    let ws = nested.join(format!("{name}-ws"));
 
     // The interface, copied and mutated.
     let interface = ws.join("interface");
@@ -100,33 +140,28 @@ fn build() -> PathBuf {
         interface.join("Cargo.toml"),
     )
     .unwrap();
-    let message_rs = interface.join("src/message.rs");
-    let source = fs::read_to_string(&message_rs).unwrap();
-    assert!(
-        source.contains(ANCHOR),
-        "interface/src/message.rs no longer has `{ANCHOR}`"
-    );
-    fs::write(
-        &message_rs,
-        source.replacen(ANCHOR, &format!("{ANCHOR}{ADDED_FIELD}"), 1),
-    )
-    .unwrap();
+    mutate(&interface);
 
     // The plugin.
-    let plugin = ws.join("drift");
+    let plugin = ws.join(name);
     fs::create_dir_all(plugin.join("src")).unwrap();
-    write_if_changed(&plugin.join("src/lib.rs"), PLUGIN_SRC);
+    write_if_changed(
+        &plugin.join("src/lib.rs"),
+        &PLUGIN_SRC.replace("NAME", name),
+    );
     write_if_changed(
         &plugin.join("Cargo.toml"),
-        "[package]\nname = \"drift\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n\
-         [lib]\ncrate-type = [\"cdylib\"]\n\n\
-         [dependencies]\nplugboard-interface = { path = \"../interface\" }\n",
+        &format!(
+            "[package]\nname = \"{name}\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\n\
+             [lib]\ncrate-type = [\"cdylib\"]\n\n\
+             [dependencies]\nplugboard-interface = {{ path = \"../interface\" }}\n"
+        ),
     );
     // The copied interface manifest inherits from the workspace: give the
     // nested workspace the real one's shared sections (minus our own crates).
     let root_manifest = fs::read_to_string(root.join("Cargo.toml")).unwrap();
     let mut ws_manifest =
-        String::from("[workspace]\nresolver = \"2\"\nmembers = [\"interface\", \"drift\"]\n");
+        format!("[workspace]\nresolver = \"2\"\nmembers = [\"interface\", \"{name}\"]\n");
     for table in ["[workspace.package]", "[workspace.dependencies]"] {
         ws_manifest.push_str(&format!("\n{table}\n"));
         ws_manifest.extend(
@@ -148,9 +183,9 @@ fn build() -> PathBuf {
         .env_remove("RUSTFLAGS")
         .status()
         .expect("running the nested cargo build");
-    assert!(status.success(), "building the drift fixture failed");
+    assert!(status.success(), "building the {name} fixture failed");
     let lib = nested.join("target/debug").join(format!(
-        "{}drift{}",
+        "{}{name}{}",
         std::env::consts::DLL_PREFIX,
         std::env::consts::DLL_SUFFIX
     ));
