@@ -137,6 +137,8 @@ pub enum LoadErrorKind {
     },
     /// The extension's `init` failed, panicked or rejected its config.
     Init(ExtError),
+    /// Refused by the trust checks, before it was opened.
+    Untrusted(crate::trust::TrustError),
 }
 
 impl fmt::Display for LoadErrorKind {
@@ -187,6 +189,7 @@ impl fmt::Display for LoadErrorKind {
             }
             Init(ExtError::InvalidConfig(msg)) => write!(f, "rejected its configuration: {msg}"),
             Init(e) => write!(f, "init failed: {e}"),
+            Untrusted(e) => e.fmt(f),
         }
     }
 }

@@ -13,6 +13,8 @@
 //!   running [`Engine`]: bounded crossbeam channels from adapters through a
 //!   router and a worker pool back to adapters; [`engine::shutdown`] explains
 //!   how it stops.
+//! - [`trust`]: checks before opening: who can write a library or
+//!   directory, and an optional SHA-256 allowlist.
 //! - [`error`]: [`LoadError`], one per failed library, displayed as
 //!   `path: cause`.
 //!
@@ -26,6 +28,7 @@ pub mod engine;
 pub mod error;
 pub mod library;
 pub mod path;
+pub mod trust;
 
 pub use engine::{
     AdapterStatus, Engine, EngineBuilder, EngineConfig, EngineError, Handle, LoadReport, Loaded,
@@ -33,3 +36,4 @@ pub use engine::{
 };
 pub use error::{Kind, LoadError, LoadErrorKind, Source};
 pub use path::{LoadPath, PATH_ENV};
+pub use trust::TrustPolicy;

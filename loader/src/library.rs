@@ -7,9 +7,10 @@
 //! code (its root-module constructor and `manifest`), whose output is
 //! validated in turn. `init` runs later, when the engine starts.
 
-use std::fs;
+use std::fs::{self, File};
 use std::io;
-use std::path::Path;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use abi_stable::abi_stability::abi_checking::{
@@ -27,6 +28,7 @@ use plugboard_interface::{ExtError, INTERFACE_VERSION};
 use regex::Regex;
 
 use crate::error::{Kind, LoadError, LoadErrorKind, Source};
+use crate::trust::{self, TrustError, TrustPolicy};
 
 type PluginInit = Arc<dyn Fn(HostBox) -> RResult<PluginBox, ExtError> + Send + Sync>;
 type AdapterInit = Arc<dyn Fn(HostBox) -> RResult<AdapterBox, ExtError> + Send + Sync>;
@@ -142,10 +144,37 @@ impl AdapterCandidate {
 /// outcome: abi_stable never unloads libraries, and a library whose
 /// static initialisers ran is not safe to unload in general.
 pub fn open(path: &Path) -> Result<Candidate, LoadError> {
+    open_with(path, &TrustPolicy::default())
+}
+
+/// [`open`], with the trust checks of `policy` first (see [`crate::trust`]).
+pub fn open_with(path: &Path, policy: &TrustPolicy) -> Result<Candidate, LoadError> {
     let fail = |kind| LoadError::at(path, kind);
     check_file(path).map_err(fail)?;
+    trust::check_writers(path, policy).map_err(|e| fail(LoadErrorKind::Untrusted(e)))?;
 
-    let raw = RawLibrary::load_at(path).map_err(|e| fail(open_error(path, e)))?;
+    // With an allowlist, hash the file through an open descriptor and load
+    // that same descriptor (via /proc/self/fd on Linux), so the file cannot
+    // be swapped between the check and the load.
+    let mut pinned = None;
+    if let Some(allowlist) = &policy.allowlist {
+        let mut file = File::open(path).map_err(|e| fail(LoadErrorKind::Untrusted(TrustError::Read(e))))?;
+        let digest = trust::digest(&mut file).map_err(|e| fail(LoadErrorKind::Untrusted(TrustError::Read(e))))?;
+        if !allowlist.contains(&digest) {
+            return Err(fail(LoadErrorKind::Untrusted(TrustError::NotAllowed {
+                digest: trust::hex(&digest),
+            })));
+        }
+        pinned = Some(file);
+    }
+    let fd_path = pinned.as_ref().and_then(|file| {
+        let p = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
+        p.exists().then_some(p)
+    });
+    let load_path = fd_path.as_deref().unwrap_or(path);
+
+    let raw = RawLibrary::load_at(load_path).map_err(|e| fail(open_error(load_path, e)))?;
+    drop(pinned);
     // SAFETY: the header reference is tied to the library's lifetime, and the
     // library is leaked just below, so it lives for the rest of the process.
     let header = unsafe { lib_header_from_raw_library(&raw) };

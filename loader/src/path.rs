@@ -7,6 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::error::{LoadError, LoadErrorKind};
+use crate::trust::{check_writers, TrustPolicy};
 
 /// The environment variable holding extra load-path directories,
 /// separated like `PATH` (`:` on Unix).
@@ -69,10 +70,21 @@ impl LoadPath {
     /// Lists the candidate libraries. Never fails as a whole: an unreadable
     /// directory is reported and the others are still scanned.
     pub fn scan(&self) -> Scan {
+        self.scan_with(&TrustPolicy::default())
+    }
+
+    /// [`LoadPath::scan`], refusing directories that fail `policy`'s
+    /// writer check (anyone who can write there can plant a library).
+    pub fn scan_with(&self, policy: &TrustPolicy) -> Scan {
         let mut scan = Scan::default();
         let mut seen = HashSet::new();
         for dir in &self.dirs {
-            match list_dir(dir) {
+            let listed = list_dir(dir).and_then(|files| {
+                check_writers(dir, policy)
+                    .map(|()| files)
+                    .map_err(LoadErrorKind::Untrusted)
+            });
+            match listed {
                 Ok(files) => {
                     for file in files {
                         // Canonical identity so that a directory listed twice

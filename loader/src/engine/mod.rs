@@ -41,6 +41,7 @@ use plugboard_interface::plugin::Plugin;
 use crate::error::{Kind, LoadError, LoadErrorKind, Source};
 use crate::library::{self, AdapterCandidate, Candidate, PluginCandidate};
 use crate::path::LoadPath;
+use crate::trust::TrustPolicy;
 use host::{Gate, Inbound};
 use router::Router;
 use routes::Routes;
@@ -199,9 +200,17 @@ pub struct EngineBuilder {
     extension_configs: HashMap<(Kind, String), String>,
     deadlines: HashMap<String, Duration>,
     clients: Option<ClientFactory>,
+    trust: TrustPolicy,
 }
 
 impl EngineBuilder {
+    /// Sets the trust checks applied by the following `load_path` and
+    /// `library` calls (by default: refuse what other users can write).
+    pub fn trust(mut self, policy: TrustPolicy) -> Self {
+        self.trust = policy;
+        self
+    }
+
     /// Gives plugin `name` its own command deadline instead of
     /// [`EngineConfig::command_deadline`].
     pub fn plugin_deadline(mut self, name: &str, deadline: Duration) -> Self {
@@ -212,7 +221,7 @@ impl EngineBuilder {
     /// Scans `path` and opens every library on it; failures are collected
     /// for the report, never fatal.
     pub fn load_path(mut self, path: &LoadPath) -> Self {
-        let scan = path.scan();
+        let scan = path.scan_with(&self.trust);
         self.failures.extend(scan.failures);
         for file in &scan.libraries {
             self = self.library(file);
@@ -222,7 +231,7 @@ impl EngineBuilder {
 
     /// Opens one library file.
     pub fn library(mut self, path: &Path) -> Self {
-        match library::open(path) {
+        match library::open_with(path, &self.trust) {
             Ok(candidate) => self.candidates.push(candidate),
             Err(e) => self.failures.push(e),
         }
@@ -281,6 +290,7 @@ impl EngineBuilder {
             extension_configs,
             deadlines,
             clients,
+            trust: _,
         } = self;
         let mut loaded = Vec::new();
         let mut first_seen: HashMap<(Kind, String), Source> = HashMap::new();
@@ -600,6 +610,7 @@ impl Engine {
             extension_configs: HashMap::new(),
             deadlines: HashMap::new(),
             clients: None,
+            trust: TrustPolicy::default(),
         }
     }
 
