@@ -4,10 +4,11 @@
 use std::io::{self, IsTerminal};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::Parser;
-use plugboard::{build_info, EngineConfig, LoadPath, Unmatched, PATH_ENV};
+use clap::{Parser, ValueEnum};
+use plugboard::{build_info, EngineConfig, LoadPath, TrustPolicy, Unmatched, WhenFull, PATH_ENV};
 
 /// A chat-bot engine whose plugins and adapters are shared libraries.
 ///
@@ -41,6 +42,42 @@ struct Cli {
     /// "no command matches".
     #[arg(long)]
     ignore_unmatched: bool,
+
+    /// Exit with an error, listing every failure, if any library fails to load.
+    #[arg(long)]
+    strict: bool,
+
+    /// Seconds a plugin command may run before its user gets a timeout reply.
+    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+    command_deadline: f64,
+
+    /// Consecutive panics or timeouts after which a plugin is quarantined (0: never).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    quarantine_after: u32,
+
+    /// Seconds to finish accepted work at end of input or on SIGINT/SIGTERM
+    /// before giving up on what is still stuck (a second interrupt exits at once).
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    grace_period: f64,
+
+    /// What happens when the engine's input queue is full: wait (nothing is
+    /// lost, input slows down) or reject (the user gets a "busy" reply).
+    #[arg(long, value_enum, default_value_t = Full::Block)]
+    when_full: Full,
+
+    /// Load libraries and directories even if other users can write to them.
+    #[arg(long)]
+    allow_writable: bool,
+
+    /// Only load libraries whose SHA-256 is listed in FILE (`sha256sum` format).
+    #[arg(long, value_name = "FILE")]
+    allowlist: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Full {
+    Block,
+    Reject,
 }
 
 fn main() -> ExitCode {
@@ -57,6 +94,17 @@ fn run() -> anyhow::Result<ExitCode> {
     let cli = parse_cli();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
 
+    let allowlist = match &cli.allowlist {
+        Some(file) => {
+            let text = std::fs::read_to_string(file)
+                .with_context(|| format!("reading the allowlist {}", file.display()))?;
+            let set = plugboard::trust::parse_allowlist(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            Some(set)
+        }
+        None => None,
+    };
+    let grace = seconds("--grace-period", cli.grace_period)?;
     let options = plugboard_demo::Options {
         load_path: load_path(&cli.plugin_path)?,
         engine: EngineConfig {
@@ -69,10 +117,23 @@ fn run() -> anyhow::Result<ExitCode> {
             } else {
                 Unmatched::Reply
             },
+            when_full: match cli.when_full {
+                Full::Block => WhenFull::Block,
+                Full::Reject => WhenFull::Reject,
+            },
+            command_deadline: seconds("--command-deadline", cli.command_deadline)?,
+            quarantine_after: cli.quarantine_after,
+            listen_grace: grace,
+            shutdown_grace: grace,
             ..EngineConfig::default()
         },
         max_line_bytes: cli.max_line_bytes,
         client_capacity: cli.channel_capacity,
+        trust: TrustPolicy {
+            allow_writable: cli.allow_writable,
+            allowlist,
+        },
+        strict: cli.strict,
     };
     if io::stdin().is_terminal() {
         eprintln!(
@@ -82,9 +143,53 @@ fn run() -> anyhow::Result<ExitCode> {
             build_info::TARGET
         );
     }
-    let stdin = io::stdin().lock();
-    plugboard_demo::run(&options, stdin, io::stdout(), io::stderr()).context("demo REPL")?;
+    let input = plugboard_demo::input::Input::spawn(io::stdin(), Some(interrupts()?))
+        .context("starting the stdin reader")?;
+    let summary = match plugboard_demo::run(&options, input, io::stdout(), io::stderr()) {
+        Err(plugboard_demo::Error::Strict(n)) => {
+            eprintln!(
+                "error: {n} librar{} failed to load (--strict)",
+                if n == 1 { "y" } else { "ies" }
+            );
+            return Ok(ExitCode::from(2));
+        }
+        other => other.context("demo REPL")?,
+    };
+    if !summary.drained {
+        eprintln!("plugboard: grace period over; abandoned work that was still stuck");
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGINT/SIGTERM: the first one asks for a graceful stop (through the
+/// returned channel); a second one exits at once with status 130.
+fn interrupts() -> anyhow::Result<crossbeam_channel::Receiver<()>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+        .context("installing signal handlers")?;
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let mut seen = 0;
+            for _ in signals.forever() {
+                seen += 1;
+                if seen == 1 {
+                    let _ = tx.try_send(());
+                } else {
+                    eprintln!("plugboard: interrupted again; exiting now");
+                    std::process::exit(130);
+                }
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(rx)
+}
+
+fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value).map_err(|_| {
+        anyhow::anyhow!("{flag} must be a non-negative number of seconds, not {value}")
+    })
 }
 
 /// Parses the command line; `--version` also names the interface version

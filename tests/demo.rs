@@ -22,6 +22,20 @@ impl Drop for TempDir {
 
 /// A load-path directory holding symlinks to the example extensions.
 fn load_path() -> TempDir {
+    load_path_with(&[])
+}
+
+fn lib_file(name: &str) -> String {
+    format!(
+        "{}{name}{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    )
+}
+
+/// A load-path directory with the example extensions and `extra` built
+/// libraries (crate names).
+fn load_path_with(extra: &[&str]) -> TempDir {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "plugboard-demo-test-{}-{}",
@@ -35,12 +49,8 @@ fn load_path() -> TempDir {
         .parent()
         .unwrap()
         .to_owned();
-    for name in EXTENSIONS {
-        let file = format!(
-            "{}{name}{}",
-            std::env::consts::DLL_PREFIX,
-            std::env::consts::DLL_SUFFIX
-        );
+    for name in EXTENSIONS.iter().chain(extra) {
+        let file = lib_file(name);
         let built = deps.join(&file);
         assert!(built.exists(), "{} was not built", built.display());
         std::os::unix::fs::symlink(&built, dir.join(&file)).unwrap();
@@ -230,4 +240,256 @@ fn version_names_the_interface() {
         text.starts_with("plugboard 0.1.0 (interface 0.1.0, "),
         "{text}"
     );
+}
+
+const BAD_LIBRARIES: [&str; 6] = [
+    "plugboard_fixture_bad_pattern",
+    "plugboard_fixture_foreign_root",
+    "plugboard_fixture_init_fails",
+    "plugboard_fixture_init_panics",
+    "plugboard_fixture_no_root",
+    "plugboard_fixture_panics",
+];
+
+/// A load path full of bad libraries: one line per bad one, and the bot
+/// still answers.
+fn bad_load_path() -> (TempDir, Vec<PathBuf>) {
+    let dir = load_path_with(&BAD_LIBRARIES);
+    let ext = std::env::consts::DLL_EXTENSION;
+    let text = dir.0.join(format!("readme.{ext}"));
+    std::fs::write(&text, "not a library\n").unwrap();
+    let empty = dir.0.join(format!("empty.{ext}"));
+    std::fs::write(&empty, b"").unwrap();
+    let dangling = dir.0.join(format!("dangling.{ext}"));
+    std::os::unix::fs::symlink(dir.0.join("gone"), &dangling).unwrap();
+    let duplicate = dir.0.join(format!("zz-bacon-again.{ext}"));
+    std::fs::copy(dir.0.join(lib_file("plugboard_bacon")), &duplicate).unwrap();
+    let mut bad: Vec<PathBuf> = BAD_LIBRARIES
+        .iter()
+        .filter(|n| **n != "plugboard_fixture_panics") // loads fine; fails at run time
+        .map(|n| dir.0.join(lib_file(n)))
+        .collect();
+    bad.extend([text, empty, dangling, duplicate]);
+    (dir, bad)
+}
+
+#[test]
+fn bad_libraries_get_one_line_each_and_the_bot_still_answers() {
+    let (dir, bad) = bad_load_path();
+    let out = run(
+        &["-L", dir.0.to_str().unwrap()],
+        &[],
+        b"discord !bacon\n".to_vec(),
+    );
+    assert!(out.status.success());
+    assert_eq!(
+        lines(&out.stdout),
+        ["[discord] gives discord-user a strip of delicious bacon."]
+    );
+    let stderr = lines(&out.stderr);
+    let failed: Vec<&String> = stderr
+        .iter()
+        .filter(|l| l.starts_with("failed: "))
+        .collect();
+    assert_eq!(failed.len(), bad.len(), "{failed:#?}");
+    for path in &bad {
+        let prefix = format!("failed: {}: ", path.display());
+        assert_eq!(
+            failed.iter().filter(|l| l.starts_with(&prefix)).count(),
+            1,
+            "{prefix}\n{failed:#?}"
+        );
+    }
+}
+
+#[test]
+fn strict_makes_any_load_failure_fatal() {
+    let (dir, bad) = bad_load_path();
+    let out = run(
+        &["--strict", "-L", dir.0.to_str().unwrap()],
+        &[],
+        b"discord !bacon\n".to_vec(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "nothing runs");
+    let stderr = lines(&out.stderr);
+    assert_eq!(
+        stderr.iter().filter(|l| l.starts_with("failed: ")).count(),
+        bad.len()
+    );
+    assert!(
+        stderr.contains(&format!(
+            "error: {} libraries failed to load (--strict)",
+            bad.len()
+        )),
+        "{stderr:#?}"
+    );
+}
+
+#[test]
+fn every_kind_of_bad_input_gets_a_message_and_the_repl_goes_on() {
+    let dir = load_path();
+    let mut input = Vec::new();
+    input.extend_from_slice(b"\n"); // 1 empty
+    input.extend_from_slice(b"   \t \n"); // 2 whitespace only
+    input.extend_from_slice(b"irc\n"); // 3 adapter only
+    input.extend_from_slice(b"slack !bacon\n"); // 4 unknown adapter
+    input.extend_from_slice(b"irc hello there\n"); // 5 no `!`
+    input.extend_from_slice(b"irc !\n"); // 6 `!` alone
+    input.extend_from_slice(b"irc !bacon \xff\xfe\n"); // 7 invalid UTF-8
+    input.extend_from_slice(b"irc !bac\0on\n"); // 8 NUL
+    input.extend_from_slice(b"irc !bacon\x1b[31m\n"); // 9 escape sequence
+    input.extend_from_slice(b"irc !bacon crlf\r\n"); // 10 CRLF: fine
+    input.extend(std::iter::repeat_n(b'x', 10 * 1024 * 1024)); // 11 a 10 MB line
+    input.extend_from_slice(b"\n");
+    input.extend_from_slice(b"irc !bacon last"); // 12 no final newline: fine
+    let out = run(
+        &["-L", dir.0.to_str().unwrap(), "--max-line-bytes", "4096"],
+        &[],
+        input,
+    );
+    assert!(out.status.success());
+    let stderr = lines(&out.stderr);
+    let expect = [
+        "error: stdin:1: empty line; a line must be `<adapter> <content>`",
+        "error: stdin:2: empty line; a line must be `<adapter> <content>`",
+        "error: stdin:3: a line must be `<adapter> <content>`",
+        "error: stdin:4: no adapter named `slack` (known: discord, irc); skipped",
+        "note: stdin:5: not a command (commands start with `!`); `irc` sees it as chat",
+        "error: stdin:6: `!` needs a command name, e.g. `!bacon`; skipped",
+        "error: stdin:7: the line is not valid UTF-8; skipped",
+        "error: stdin:8: the line contains control character U+0000; skipped",
+        "error: stdin:9: the line contains control character U+001B; skipped",
+        "error: stdin:11: the line is longer than 4096 bytes; skipped",
+    ];
+    for line in expect {
+        assert!(
+            stderr.contains(&line.to_owned()),
+            "missing `{line}` in {stderr:#?}"
+        );
+    }
+    assert_eq!(
+        lines(&out.stdout),
+        [
+            "[irc] gives crlf a strip of delicious bacon as a gift from irc-user",
+            "[irc] gives last a strip of delicious bacon as a gift from irc-user",
+        ]
+    );
+}
+
+/// A million piped commands would take a while in a debug build; a burst of
+/// 200,000 shows the same accounting (the README reports the 1M run).
+#[test]
+fn a_burst_gets_exactly_one_reply_or_error_per_command() {
+    const N: usize = 200_000;
+    let dir = load_path_with(&["plugboard_fixture_panics"]);
+    let mut input = String::with_capacity(N * 20);
+    for i in 0..N {
+        input.push_str(match i % 4 {
+            0 => "irc !bacon\n",
+            1 => "discord !bacon someone\n",
+            2 => "irc !nosuchcommand\n",
+            _ => "discord !calm\n",
+        });
+    }
+    let out = run(
+        &["-L", dir.0.to_str().unwrap(), "--channel-capacity", "64"],
+        &[],
+        input.into_bytes(),
+    );
+    assert!(out.status.success());
+    assert_eq!(
+        lines(&out.stdout).len(),
+        N,
+        "one reply (or error reply) per command"
+    );
+}
+
+mod signals {
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::{Command, Stdio};
+
+    fn signal(pid: u32, sig: &str) {
+        let status = Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    fn wait_line(reader: &mut impl BufRead, wanted: &str) {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            assert!(
+                reader.read_line(&mut line).unwrap() > 0,
+                "stream ended before `{wanted}`"
+            );
+            if line.contains(wanted) {
+                return;
+            }
+        }
+    }
+
+    #[test]
+    fn sigterm_drains_and_exits_zero() {
+        let dir = super::load_path();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_plugboard"))
+            .args(["-L", dir.0.to_str().unwrap()])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        writeln!(stdin, "irc !bacon first").unwrap();
+        stdin.flush().unwrap();
+        wait_line(&mut stdout, "gives first");
+        // stdin stays open: only the signal can end this session.
+        signal(child.id(), "-TERM");
+        let status = child.wait().unwrap();
+        assert!(status.success(), "{status:?}");
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert!(
+            stderr.contains("plugboard: interrupted; finishing accepted commands"),
+            "{stderr}"
+        );
+        drop(stdin);
+    }
+
+    #[test]
+    fn a_second_interrupt_exits_at_once() {
+        let dir = super::load_path_with(&["plugboard_fixture_hangs"]);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_plugboard"))
+            .args([
+                "-L",
+                dir.0.to_str().unwrap(),
+                "--command-deadline",
+                "600",
+                "--grace-period",
+                "600",
+            ])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        wait_line(&mut stderr, "ready:");
+        writeln!(stdin, "irc !hang").unwrap();
+        stdin.flush().unwrap();
+        signal(child.id(), "-INT");
+        // The first interrupt waits for the hung command (for up to 600 s)...
+        wait_line(&mut stderr, "interrupted; finishing accepted commands");
+        // ...the second one does not.
+        signal(child.id(), "-INT");
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(130));
+        drop(stdin);
+    }
 }

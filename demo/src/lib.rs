@@ -11,6 +11,7 @@
 //!
 //! - [`line`]: bounded line reading and `<adapter> <content>` parsing.
 //! - [`client`]: the mock clients and the stdout printer thread.
+//! - [`input`]: stdin read by a thread in blocks, interruptible by signals.
 //! - [`run`]: load, print the startup summary, demultiplex, shut down.
 //!
 //! # Key design decision: nothing typed is lost
@@ -22,16 +23,18 @@
 //! is answered before the process exits.
 
 pub mod client;
+pub mod input;
 pub mod line;
 
 use std::collections::HashMap;
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 
 use plugboard_interface::host::ClientMessage;
-use plugboard_loader::{Engine, EngineConfig, EngineError, LoadPath, LoadReport};
+use plugboard_loader::{Engine, EngineConfig, EngineError, LoadPath, LoadReport, TrustPolicy};
 
 use client::Feed;
+use input::Input;
 use line::Read;
 
 /// REPL settings.
@@ -45,6 +48,10 @@ pub struct Options {
     pub max_line_bytes: usize,
     /// Capacity of each mock client's inbound queue and of the printer queue.
     pub client_capacity: usize,
+    /// What libraries to trust.
+    pub trust: TrustPolicy,
+    /// Treat any load failure as fatal.
+    pub strict: bool,
 }
 
 impl Default for Options {
@@ -54,6 +61,8 @@ impl Default for Options {
             engine: EngineConfig::default(),
             max_line_bytes: 64 * 1024,
             client_capacity: 1024,
+            trust: TrustPolicy::default(),
+            strict: false,
         }
     }
 }
@@ -71,6 +80,10 @@ pub struct Summary {
     pub replies: u64,
     /// Extensions that failed to load.
     pub load_failures: usize,
+    /// Whether the session ended by an interrupt rather than end of input.
+    pub interrupted: bool,
+    /// Whether the engine drained within its grace periods.
+    pub drained: bool,
 }
 
 /// The REPL failed as a whole.
@@ -80,6 +93,8 @@ pub enum Error {
     Engine(EngineError),
     /// Reading input or writing output failed.
     Io(io::Error),
+    /// `strict` was set and libraries failed to load (listed on `diag`).
+    Strict(usize),
 }
 
 impl std::fmt::Display for Error {
@@ -87,6 +102,7 @@ impl std::fmt::Display for Error {
         match self {
             Error::Engine(e) => write!(f, "starting the engine: {e}"),
             Error::Io(e) => write!(f, "i/o: {e}"),
+            Error::Strict(n) => write!(f, "{n} load failure(s), and --strict makes them fatal"),
         }
     }
 }
@@ -96,6 +112,7 @@ impl std::error::Error for Error {
         match self {
             Error::Engine(e) => Some(e),
             Error::Io(e) => Some(e),
+            Error::Strict(_) => None,
         }
     }
 }
@@ -106,20 +123,23 @@ impl From<io::Error> for Error {
     }
 }
 
-/// Runs a whole REPL session: load, summarise, read `input` to its end,
-/// shut down gracefully. Replies go to `output`, diagnostics to `diag`.
+/// Runs a whole REPL session: load, summarise, read `input` to its end (or
+/// its interrupt), shut down gracefully. Replies go to `output`,
+/// diagnostics to `diag` (buffered, flushed whenever input would block).
 pub fn run(
     options: &Options,
-    mut input: impl BufRead,
+    mut input: Input,
     output: impl Write + Send + 'static,
-    mut diag: impl Write,
+    diag: impl Write,
 ) -> Result<Summary, Error> {
+    let mut diag = io::BufWriter::new(diag);
     let (printer, printer_thread) = client::printer(output, options.client_capacity)?;
     let created: Arc<Mutex<HashMap<String, Feed>>> = Arc::default();
     let capacity = options.client_capacity;
     let engine = {
         let created = Arc::clone(&created);
         Engine::builder(options.engine.clone())
+            .trust(options.trust.clone())
             .load_path(&options.load_path)
             .clients(move |manifest| {
                 let (feed, client) = client::mock(&manifest.name, capacity, printer.clone());
@@ -136,6 +156,13 @@ pub fn run(
     let running: Vec<&str> = engine.adapter_names().collect();
     feeds.retain(|name, _| running.contains(&name.as_str()));
     write_summary(&mut diag, &options.load_path, engine.report(), &engine)?;
+    diag.flush()?;
+    if options.strict && !engine.report().failures.is_empty() {
+        let failures = engine.report().failures.len();
+        drop(feeds);
+        engine.shutdown();
+        return Err(Error::Strict(failures));
+    }
 
     let mut known: Vec<&str> = feeds.keys().map(String::as_str).collect();
     known.sort_unstable();
@@ -151,7 +178,18 @@ pub fn run(
     };
     let mut buf = Vec::new();
     loop {
-        let read = line::read_line(&mut input, &mut buf, options.max_line_bytes)?;
+        if !input.has_buffered() {
+            // About to wait for input: show what we have to say first.
+            diag.flush()?;
+        }
+        let read = match line::read_line(&mut input, &mut buf, options.max_line_bytes) {
+            Ok(read) => read,
+            Err(e) if input::is_stopped(&e) => {
+                summary.interrupted = true;
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        };
         if read == Read::Eof {
             break;
         }
@@ -173,6 +211,14 @@ pub fn run(
                 continue;
             }
         };
+        if line.content == "!" {
+            summary.rejected += 1;
+            writeln!(
+                diag,
+                "error: stdin:{n}: `!` needs a command name, e.g. `!bacon`; skipped"
+            )?;
+            continue;
+        }
         let Some(feed) = feeds.get(line.adapter) else {
             summary.rejected += 1;
             writeln!(
@@ -197,16 +243,35 @@ pub fn run(
             continue;
         }
         summary.delivered += 1;
+        if !line
+            .content
+            .starts_with(plugboard_interface::COMMAND_PREFIX)
+        {
+            writeln!(
+                diag,
+                "note: stdin:{n}: not a command (commands start with `!`); `{}` sees it as chat",
+                line.adapter
+            )?;
+        }
     }
 
-    // End of input: the clients drain what is queued, then report closed,
-    // and the engine answers everything it accepted before it stops.
+    // End of input (or an interrupt): the clients drain what is queued,
+    // then report closed, and the engine answers everything it accepted
+    // before it stops.
+    if summary.interrupted {
+        writeln!(
+            diag,
+            "plugboard: interrupted; finishing accepted commands (interrupt again to exit now)"
+        )?;
+        diag.flush()?;
+    }
     drop(feeds);
-    engine.shutdown();
+    summary.drained = engine.shutdown();
     summary.replies = match printer_thread.join() {
         Ok(result) => result?,
         Err(_) => return Err(Error::Io(io::Error::other("the printer thread panicked"))),
     };
+    diag.flush()?;
     Ok(summary)
 }
 

@@ -57,7 +57,7 @@ use abi_stable::{
 
 use crate::error::{Error, ExtError};
 use crate::guard::{guard, guard_unit};
-use crate::host::{ClientBox, ClientMessage, Context, HostBox, PushOutcome, SinkBox, SinkClosed};
+use crate::host::{ClientBox, ClientMessage, Context, HostBox, PushError, PushOutcome, SinkBox};
 use crate::message::{Egress, RawMessage};
 
 /// A chat-platform adapter. See the module docs for the lifecycle.
@@ -135,12 +135,15 @@ impl Sink {
         Sink { inner }
     }
 
-    /// Hands a message to the engine, blocking while its queue is full.
-    /// `Err` means the engine stopped intake: return from `listen`.
-    pub fn push(&self, message: RawMessage) -> Result<(), SinkClosed> {
+    /// Hands a message to the engine. While its queue is full this blocks,
+    /// or fails with [`PushError::Busy`] if the engine rejects when full;
+    /// [`PushError::Closed`] means the engine stopped intake: return from
+    /// `listen`.
+    pub fn push(&self, message: RawMessage) -> Result<(), PushError> {
         match self.inner.push(message) {
             PushOutcome::Accepted => Ok(()),
-            PushOutcome::Closed => Err(SinkClosed),
+            PushOutcome::Closed => Err(PushError::Closed),
+            PushOutcome::Busy => Err(PushError::Busy),
         }
     }
 }
@@ -209,7 +212,9 @@ impl ClientLink {
     }
 
     /// Relays the client's messages into the sink until the client closes
-    /// or the engine stops intake: a whole `listen`.
+    /// or the engine stops intake: a whole `listen`. A message the engine
+    /// rejects as busy is answered on the platform, so that the user is not
+    /// left waiting.
     pub fn listen(&self, sink: &Sink) -> Result<(), Error> {
         while let Some(message) = self.client.recv().into_option() {
             let raw = RawMessage {
@@ -219,8 +224,19 @@ impl ClientLink {
                     .unwrap_or_else(|| self.default_identity.as_str().into()),
                 content: message.text,
             };
-            if sink.push(raw).is_err() {
-                break;
+            let (room, identity) = (raw.room.clone(), raw.identity.clone());
+            match sink.push(raw) {
+                Ok(()) => {}
+                Err(PushError::Closed) => break,
+                Err(PushError::Busy) => {
+                    let busy = ClientMessage {
+                        room,
+                        user: ROption::RSome(identity),
+                        text: "busy: the bot is overloaded; your message was dropped, try again"
+                            .into(),
+                    };
+                    self.client.send(&busy).into_result()?;
+                }
             }
         }
         Ok(())

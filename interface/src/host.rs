@@ -80,10 +80,26 @@ pub trait Client: Send + Sync + Clone {
 /// A [`Client`] as an FFI-safe, shareable trait object.
 pub type ClientBox = Client_TO<'static, RArc<()>>;
 
-/// The engine refused a message because it is shutting down: the adapter
-/// should return from `listen`.
+/// Why the engine did not take a pushed message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SinkClosed;
+pub enum PushError {
+    /// The engine stopped intake (shutting down): return from `listen`.
+    Closed,
+    /// The engine is overloaded and configured to reject rather than wait;
+    /// the message was dropped. Tell the user, and keep listening.
+    Busy,
+}
+
+impl std::fmt::Display for PushError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PushError::Closed => "the engine stopped accepting messages",
+            PushError::Busy => "the engine is overloaded; message dropped",
+        })
+    }
+}
+
+impl std::error::Error for PushError {}
 
 /// What became of a pushed message.
 #[repr(u8)]
@@ -93,21 +109,16 @@ pub enum PushOutcome {
     Accepted = 1,
     /// The engine stopped intake; the message was dropped.
     Closed = 2,
+    /// The engine's queue is full and its policy is to reject; dropped.
+    Busy = 3,
 }
-
-impl std::fmt::Display for SinkClosed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the engine stopped accepting messages")
-    }
-}
-
-impl std::error::Error for SinkClosed {}
 
 /// Where an adapter pushes the messages it receives. Implemented by the engine.
 #[sabi_trait]
 pub trait IngressSink: Send + Sync {
-    /// Hands a message to the engine, blocking while the engine's ingress
-    /// queue is full (backpressure); `Closed` once the engine stopped intake.
+    /// Hands a message to the engine. While the engine's ingress queue is
+    /// full it blocks (backpressure) or answers `Busy`, per the engine's
+    /// policy; `Closed` once the engine stopped intake.
     #[sabi(last_prefix_field)]
     fn push(&self, message: RawMessage) -> PushOutcome;
 }

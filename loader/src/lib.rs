@@ -32,7 +32,7 @@ pub mod trust;
 
 pub use engine::{
     AdapterStatus, Engine, EngineBuilder, EngineConfig, EngineError, Handle, LoadReport, Loaded,
-    PluginCounters, PluginState, PluginStatus, SubmitError, Unmatched,
+    PluginCounters, PluginState, PluginStatus, SubmitError, Unmatched, WhenFull,
 };
 pub use error::{Kind, LoadError, LoadErrorKind, Source};
 pub use path::{LoadPath, PATH_ENV};

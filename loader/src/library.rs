@@ -158,8 +158,10 @@ pub fn open_with(path: &Path, policy: &TrustPolicy) -> Result<Candidate, LoadErr
     // be swapped between the check and the load.
     let mut pinned = None;
     if let Some(allowlist) = &policy.allowlist {
-        let mut file = File::open(path).map_err(|e| fail(LoadErrorKind::Untrusted(TrustError::Read(e))))?;
-        let digest = trust::digest(&mut file).map_err(|e| fail(LoadErrorKind::Untrusted(TrustError::Read(e))))?;
+        let mut file =
+            File::open(path).map_err(|e| fail(LoadErrorKind::Untrusted(TrustError::Read(e))))?;
+        let digest = trust::digest(&mut file)
+            .map_err(|e| fail(LoadErrorKind::Untrusted(TrustError::Read(e))))?;
         if !allowlist.contains(&digest) {
             return Err(fail(LoadErrorKind::Untrusted(TrustError::NotAllowed {
                 digest: trust::hex(&digest),

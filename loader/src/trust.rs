@@ -126,8 +126,12 @@ pub fn parse_allowlist(text: &str) -> Result<HashSet<Sha256Digest>, String> {
             continue;
         }
         let hex_digest = line.split_whitespace().next().unwrap_or("");
-        let digest = parse_hex(hex_digest)
-            .ok_or_else(|| format!("line {}: `{hex_digest}` is not a SHA-256 digest (64 hex digits)", i + 1))?;
+        let digest = parse_hex(hex_digest).ok_or_else(|| {
+            format!(
+                "line {}: `{hex_digest}` is not a SHA-256 digest (64 hex digits)",
+                i + 1
+            )
+        })?;
         set.insert(digest);
     }
     Ok(set)
@@ -151,7 +155,10 @@ mod tests {
     #[test]
     fn allowlists_accept_sha256sum_output_and_name_bad_lines() {
         let a = "a".repeat(64);
-        let text = format!("# approved builds\n{a}  libbacon.so\n\n{}\n", "0F".repeat(32));
+        let text = format!(
+            "# approved builds\n{a}  libbacon.so\n\n{}\n",
+            "0F".repeat(32)
+        );
         let set = parse_allowlist(&text).unwrap();
         assert_eq!(set.len(), 2);
         assert!(set.contains(&[0xaa; 32]));
@@ -167,7 +174,10 @@ mod tests {
         let path = std::env::temp_dir().join(format!("plugboard-digest-{}", std::process::id()));
         fs::write(&path, b"abc").unwrap();
         let d = digest(&mut File::open(&path).unwrap()).unwrap();
-        assert_eq!(hex(&d), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            hex(&d),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         fs::remove_file(path).unwrap();
     }
 
@@ -181,7 +191,9 @@ mod tests {
         assert!(check_writers(&path, &strict).is_ok());
         fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
         let err = check_writers(&path, &strict).unwrap_err();
-        assert!(err.to_string().starts_with("refused: writable by other users (mode 666)"));
+        assert!(err
+            .to_string()
+            .starts_with("refused: writable by other users (mode 666)"));
         let lax = TrustPolicy {
             allow_writable: true,
             ..TrustPolicy::default()

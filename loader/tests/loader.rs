@@ -852,7 +852,11 @@ mod trust {
         fs::set_permissions(&bacon, fs::Permissions::from_mode(0o777)).unwrap();
         let err = open_with(&bacon, &TrustPolicy::default()).err().unwrap();
         assert!(matches!(err.kind, LoadErrorKind::Untrusted(_)));
-        assert!(err.to_string().contains("refused: writable by other users (mode 777)"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("refused: writable by other users (mode 777)"),
+            "{err}"
+        );
         let lax = TrustPolicy {
             allow_writable: true,
             ..TrustPolicy::default()
@@ -865,9 +869,18 @@ mod trust {
             .load_path(&LoadPath::new([dir.path()]))
             .start()
             .unwrap();
-        assert!(engine.report().loaded.is_empty(), "nothing loads from a writable directory");
+        assert!(
+            engine.report().loaded.is_empty(),
+            "nothing loads from a writable directory"
+        );
         let line = engine.report().failures[0].to_string();
-        assert!(line.starts_with(&format!("{}: refused: writable by other users", dir.path().display())), "{line}");
+        assert!(
+            line.starts_with(&format!(
+                "{}: refused: writable by other users",
+                dir.path().display()
+            )),
+            "{line}"
+        );
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
     }
 
@@ -875,7 +888,10 @@ mod trust {
     fn an_allowlist_admits_exactly_the_listed_builds() {
         let bacon = lib("plugboard_bacon");
         let bacon_digest = digest(&mut fs::File::open(&bacon).unwrap()).unwrap();
-        let listed = format!("{}  libplugboard_bacon.so\n", plugboard_loader::trust::hex(&bacon_digest));
+        let listed = format!(
+            "{}  libplugboard_bacon.so\n",
+            plugboard_loader::trust::hex(&bacon_digest)
+        );
         let policy = TrustPolicy {
             allowlist: Some(parse_allowlist(&listed).unwrap()),
             ..TrustPolicy::default()

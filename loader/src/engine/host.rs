@@ -5,13 +5,15 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RArc, RBox, ROption, RStr};
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Sender, TrySendError};
 use plugboard_interface::host::{
     ClientBox, Host, HostBox, Host_TO, IngressSink, IngressSink_TO, LogLevel, LogRecord,
     PushOutcome, SinkBox,
 };
 use plugboard_interface::message::RawMessage;
 use plugboard_interface::COMMAND_PREFIX;
+
+use super::WhenFull;
 
 /// One message on the ingress channel: which adapter it came through, and
 /// the message.
@@ -29,29 +31,43 @@ pub(crate) struct Inbound {
 /// (see [`shutdown`](super::shutdown)).
 pub(crate) struct Gate {
     tx: RwLock<Option<Sender<Inbound>>>,
+    when_full: WhenFull,
 }
 
-/// Intake is closed.
-#[derive(Debug)]
-pub(crate) struct Closed;
+/// Why the gate did not take a message.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// Intake is closed.
+    Closed,
+    /// The channel is full and the policy is to reject.
+    Busy,
+}
 
 impl Gate {
-    pub fn new(tx: Sender<Inbound>) -> Self {
+    pub fn new(tx: Sender<Inbound>, when_full: WhenFull) -> Self {
         Gate {
             tx: RwLock::new(Some(tx)),
+            when_full,
         }
     }
 
-    /// Queues a message, blocking while the ingress channel is full.
-    pub fn send(&self, inbound: Inbound) -> Result<(), Closed> {
+    /// Queues a message; while the ingress channel is full, waits or
+    /// refuses as the policy says.
+    pub fn send(&self, inbound: Inbound) -> Result<(), Refused> {
         // A poisoned lock means a panic while holding it, which `send` and
         // `close` cannot do; treat it like a closed gate rather than panic.
         let Ok(guard) = self.tx.read() else {
-            return Err(Closed);
+            return Err(Refused::Closed);
         };
-        match &*guard {
-            Some(tx) => tx.send(inbound).map_err(|_| Closed),
-            None => Err(Closed),
+        let Some(tx) = &*guard else {
+            return Err(Refused::Closed);
+        };
+        match self.when_full {
+            WhenFull::Block => tx.send(inbound).map_err(|_| Refused::Closed),
+            WhenFull::Reject => tx.try_send(inbound).map_err(|e| match e {
+                TrySendError::Full(_) => Refused::Busy,
+                TrySendError::Disconnected(_) => Refused::Closed,
+            }),
         }
     }
 
@@ -92,7 +108,8 @@ impl IngressSink for EngineSink {
         };
         match self.gate.send(inbound) {
             Ok(()) => PushOutcome::Accepted,
-            Err(Closed) => PushOutcome::Closed,
+            Err(Refused::Closed) => PushOutcome::Closed,
+            Err(Refused::Busy) => PushOutcome::Busy,
         }
     }
 }

@@ -59,6 +59,17 @@ pub enum Unmatched {
     Reply,
 }
 
+/// What an adapter's `push` does while the ingress channel is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhenFull {
+    /// Wait for room (backpressure: the adapter, and in the demo stdin
+    /// reading, slow down; nothing is lost).
+    #[default]
+    Block,
+    /// Refuse at once with `PushError::Busy`; the adapter tells the user.
+    Reject,
+}
+
 /// Engine settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EngineConfig {
@@ -81,6 +92,9 @@ pub struct EngineConfig {
     pub shutdown_grace: Duration,
     /// What to do with unmatched commands.
     pub unmatched: Unmatched,
+    /// What adapters' `push` does while the ingress channel is full. (The
+    /// inner channels always block: once a command is accepted it runs.)
+    pub when_full: WhenFull,
     /// Deadline of one command call, unless the plugin has its own
     /// ([`EngineBuilder::plugin_deadline`]).
     pub command_deadline: Duration,
@@ -103,6 +117,7 @@ impl Default for EngineConfig {
             listen_grace: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
             unmatched: Unmatched::Ignore,
+            when_full: WhenFull::Block,
             command_deadline: Duration::from_secs(5),
             quarantine_after: 3,
             max_abandoned: 16,
@@ -661,7 +676,7 @@ impl Engine {
             running.push(RunningAdapter {
                 name,
                 obj,
-                gate: Arc::new(Gate::new(ingress_tx.clone())),
+                gate: Arc::new(Gate::new(ingress_tx.clone(), config.when_full)),
             });
         }
 
@@ -725,7 +740,8 @@ impl Engine {
             })?,
         ));
 
-        let handle_gate = Arc::new(Gate::new(ingress_tx));
+        // The embedder's handle always waits: it can see its own backpressure.
+        let handle_gate = Arc::new(Gate::new(ingress_tx, WhenFull::Block));
         let handle = Handle {
             gate: Arc::clone(&handle_gate),
             adapters: adapter_health.into(),
