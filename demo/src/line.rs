@@ -173,4 +173,60 @@ mod tests {
         assert_eq!(buf, b"last");
         assert_eq!(read_line(&mut input, &mut buf, 8).unwrap(), Read::Eof);
     }
+
+    mod fuzz {
+        //! Property tests (the fuzz target for the line reader and parser):
+        //! arbitrary bytes never panic, never exceed the cap, and what is
+        //! parsed keeps the documented shape.
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn parse_never_panics_and_keeps_its_shape(text in "\\PC{0,40}|[ \t!a-z]{0,40}") {
+                if let Ok(line) = parse(&text) {
+                    prop_assert!(!line.adapter.is_empty());
+                    prop_assert!(!line.adapter.contains(char::is_whitespace));
+                    prop_assert!(!line.content.is_empty());
+                    prop_assert!(!line.content.starts_with(char::is_whitespace));
+                    prop_assert!(!line.content.ends_with(char::is_whitespace));
+                    prop_assert!(!text.chars().any(|c| c.is_control() && c != '\t'));
+                }
+            }
+
+            #[test]
+            fn read_line_splits_any_bytes_within_the_cap(
+                data in proptest::collection::vec(any::<u8>(), 0..600),
+                max in 1usize..64,
+                capacity in 1usize..16,
+            ) {
+                let mut input = io::BufReader::with_capacity(capacity, &data[..]);
+                let mut buf = Vec::new();
+                let mut lines = Vec::new();
+                loop {
+                    match read_line(&mut input, &mut buf, max).unwrap() {
+                        Read::Eof => break,
+                        Read::TooLong => lines.push(None),
+                        Read::Line => {
+                            prop_assert!(buf.len() <= max);
+                            lines.push(Some(buf.clone()));
+                        }
+                    }
+                }
+                // The same split, done naively.
+                let mut expected: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+                if data.last() == Some(&b'\n') || data.is_empty() {
+                    expected.pop();
+                }
+                prop_assert_eq!(lines.len(), expected.len());
+                for (got, want) in lines.iter().zip(expected) {
+                    let want = want.strip_suffix(b"\r").unwrap_or(want);
+                    match got {
+                        Some(line) => prop_assert_eq!(&line[..], want),
+                        None => prop_assert!(want.len() + 1 > max),
+                    }
+                }
+            }
+        }
+    }
 }

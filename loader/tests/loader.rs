@@ -807,6 +807,84 @@ mod faults {
     }
 
     #[test]
+    fn a_full_engine_that_rejects_answers_busy_and_loses_nothing() {
+        const N: usize = 30;
+        let (feed, client, replies) = TestClient::triple();
+        let engine = Engine::builder(EngineConfig {
+            workers: 1,
+            ingress_capacity: 1,
+            execution_capacity: 1,
+            max_pending: 1,
+            when_full: plugboard_loader::WhenFull::Reject,
+            ..EngineConfig::default()
+        })
+        .library(&lib("plugboard_discord"))
+        .library(&lib("plugboard_fixture_sleeps"))
+        .clients(move |_| Some(client.clone()))
+        .start()
+        .unwrap();
+        // Each command holds the only worker for 20 ms while all N arrive.
+        for i in 0..N {
+            feed.say(&format!("u{}", i % 3), "!sleep 20");
+        }
+        drop(feed);
+        engine.shutdown();
+        let texts = replies.texts();
+        assert_eq!(
+            texts.len(),
+            N,
+            "exactly one reply or busy reply per command"
+        );
+        let busy = texts.iter().filter(|t| t.starts_with("busy:")).count();
+        assert!(busy > 0, "the queue filled: {texts:?}");
+        assert_eq!(
+            texts.iter().filter(|t| *t == "slept 20 ms").count(),
+            N - busy
+        );
+    }
+
+    #[test]
+    fn with_reject_a_flooding_user_whose_command_hangs_cannot_stall_others() {
+        let (feed, client, replies) = TestClient::triple();
+        let engine = Engine::builder(EngineConfig {
+            workers: 2,
+            max_pending: 16,
+            when_full: plugboard_loader::WhenFull::Reject,
+            ..EngineConfig::default()
+        })
+        .library(&lib("plugboard_discord"))
+        .library(&lib("plugboard_bacon"))
+        .library(&lib("plugboard_fixture_hangs"))
+        .plugin_deadline("hangs", Duration::from_millis(300))
+        .clients(move |_| Some(client.clone()))
+        .start()
+        .unwrap();
+        feed.say("flooder", "!hang");
+        for _ in 0..100 {
+            feed.say("flooder", "!bacon");
+        }
+        for i in 0..50 {
+            feed.say(&format!("calm{i}"), "!bacon");
+        }
+        let texts = replies.wait_for(151);
+        let timeout = texts
+            .iter()
+            .position(|t| t.starts_with("`hangs` timed out"))
+            .unwrap();
+        let calm: Vec<usize> = (0..texts.len())
+            .filter(|&i| texts[i].starts_with("gives calm"))
+            .collect();
+        assert_eq!(calm.len(), 50);
+        assert!(
+            calm.iter().all(|&i| i < timeout),
+            "others were served while the flooder waited"
+        );
+        assert!(texts.iter().any(|t| t.starts_with("busy:")));
+        drop(feed);
+        engine.shutdown();
+    }
+
+    #[test]
     fn adapter_panics_in_init_and_stop_are_contained() {
         let (feed, client, _replies) = TestClient::triple();
         let engine = Engine::builder(EngineConfig::default())

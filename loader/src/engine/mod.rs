@@ -43,7 +43,7 @@ use crate::library::{self, AdapterCandidate, Candidate, PluginCandidate};
 use crate::path::LoadPath;
 use crate::trust::TrustPolicy;
 use host::{Gate, Inbound};
-use router::Router;
+use router::{Rejecter, Router};
 use routes::Routes;
 use supervisor::Supervisor;
 use worker::{Links, LivePlugin, Shared, Slot, SlotState, Worker};
@@ -66,7 +66,10 @@ pub enum WhenFull {
     /// reading, slow down; nothing is lost).
     #[default]
     Block,
-    /// Refuse at once with `PushError::Busy`; the adapter tells the user.
+    /// Refuse at once with `PushError::Busy` (the adapter tells the user),
+    /// and answer commands that would wait behind a full backlog "busy".
+    /// Replies to accepted commands stay in order; a busy reply may
+    /// overtake replies to the same user's earlier, still-queued commands.
     Reject,
 }
 
@@ -81,8 +84,8 @@ pub struct EngineConfig {
     pub execution_capacity: usize,
     /// Capacity of each adapter's egress channel (replies).
     pub egress_capacity: usize,
-    /// Commands that may wait behind busy conversations before the router
-    /// stops reading ingress.
+    /// Commands that may wait behind busy conversations (the router's
+    /// backlog); see `when_full` for what happens past it.
     pub max_pending: usize,
     /// How long shutdown waits for adapters' `listen` to return.
     pub listen_grace: Duration,
@@ -92,8 +95,10 @@ pub struct EngineConfig {
     pub shutdown_grace: Duration,
     /// What to do with unmatched commands.
     pub unmatched: Unmatched,
-    /// What adapters' `push` does while the ingress channel is full. (The
-    /// inner channels always block: once a command is accepted it runs.)
+    /// What happens when the engine is full: adapters' `push` waits or
+    /// answers `Busy` while the ingress channel is full, and the router
+    /// stops reading or answers backlogged conversations "busy" once
+    /// `max_pending` commands wait. (Once a command is dispatched it runs.)
     pub when_full: WhenFull,
     /// Deadline of one command call, unless the plugin has its own
     /// ([`EngineBuilder::plugin_deadline`]).
@@ -113,7 +118,7 @@ impl Default for EngineConfig {
             ingress_capacity: 1024,
             execution_capacity: 256,
             egress_capacity: 1024,
-            max_pending: 65_536,
+            max_pending: 4096,
             listen_grace: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
             unmatched: Unmatched::Ignore,
@@ -707,8 +712,12 @@ impl Engine {
             };
             workers.push((slot, spawn(format!("worker-{i}"), move || worker.run())?));
         }
-        // Only the workers' slots may hold these: dropping them is what ends
-        // each stage.
+        let reject = (config.when_full == WhenFull::Reject).then(|| Rejecter {
+            shared: Arc::clone(&shared),
+            egress: egress_txs.clone(),
+        });
+        // Only the workers' slots (and the router, for "busy" replies) may
+        // hold these: dropping them is what ends each stage.
         drop((done_tx, egress_txs));
 
         let (control_tx, control_rx) = bounded(0);
@@ -730,6 +739,7 @@ impl Engine {
             done: done_rx,
             execution: execution_tx,
             max_pending: config.max_pending.max(1),
+            reject,
         };
         let finished = pipeline_done_tx;
         pipeline.push((

@@ -14,7 +14,10 @@ use std::hash::{Hash, Hasher};
 
 use crossbeam_channel::{never, select, Receiver, Sender};
 
+use std::sync::Arc;
+
 use super::host::Inbound;
+use super::worker::{self, Shared};
 
 /// A conversation's commands, to run in order on one worker.
 pub(crate) struct Batch {
@@ -41,9 +44,32 @@ pub(crate) struct Router {
     pub ingress: Receiver<Inbound>,
     pub done: Receiver<u64>,
     pub execution: Sender<Batch>,
-    /// Commands allowed to wait behind busy conversations before the router
-    /// stops reading ingress (backpressure instead of unbounded memory).
+    /// Commands allowed to wait behind busy conversations. Past it, with
+    /// `reject` unset the router stops reading ingress (backpressure,
+    /// everyone waits); with it, the router keeps reading, and answers
+    /// "busy" at once to commands of conversations holding more than their
+    /// fair share of the backlog (so one flooding user whose command hangs
+    /// cannot stall the others).
     pub max_pending: usize,
+    pub reject: Option<Rejecter>,
+}
+
+/// What the router needs to answer "busy" itself.
+pub(crate) struct Rejecter {
+    pub shared: Arc<Shared>,
+    pub egress: Vec<Sender<plugboard_interface::message::Egress>>,
+}
+
+impl Rejecter {
+    fn busy(&self, inbound: &Inbound) {
+        let reply = worker::egress(
+            &self.shared,
+            inbound,
+            "busy: too many of your commands are queued; this one was dropped".into(),
+        );
+        // The egress threads outlive the router.
+        let _ = self.egress[inbound.adapter as usize].send(reply);
+    }
 }
 
 impl Router {
@@ -60,7 +86,7 @@ impl Router {
                 // `self.execution` lets the workers finish.
                 return;
             }
-            let ingress = if intake_open && pending < self.max_pending {
+            let ingress = if intake_open && (pending < self.max_pending || self.reject.is_some()) {
                 &self.ingress
             } else {
                 &closed
@@ -69,11 +95,22 @@ impl Router {
                 recv(ingress) -> inbound => match inbound {
                     Ok(inbound) => {
                         let key = conversation_key(&inbound);
+                        // Under pressure, a conversation keeps at most its
+                        // fair share of the backlog (which bounds the total
+                        // at twice `max_pending`).
+                        let share = (self.max_pending / busy.len().max(1)).max(1);
                         match busy.entry(key) {
-                            Entry::Occupied(mut backlog) => {
-                                backlog.get_mut().push(inbound);
-                                pending += 1;
-                            }
+                            Entry::Occupied(mut backlog) => match &self.reject {
+                                Some(rejecter)
+                                    if pending >= self.max_pending && backlog.get().len() >= share =>
+                                {
+                                    rejecter.busy(&inbound)
+                                }
+                                _ => {
+                                    backlog.get_mut().push(inbound);
+                                    pending += 1;
+                                }
+                            },
                             Entry::Vacant(slot) => {
                                 slot.insert(Vec::new());
                                 if self.dispatch(key, vec![inbound]).is_err() {

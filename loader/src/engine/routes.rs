@@ -52,3 +52,49 @@ impl Routes {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Property tests (the fuzz target for the command router): the
+    //! one-pass `RegexSet` routing agrees with matching every pattern in
+    //! turn, for arbitrary pattern sets and command texts.
+    use super::*;
+    use crate::library::compile_pattern;
+    use proptest::prelude::*;
+
+    const FRAGMENTS: [&str; 10] = [
+        "bacon",
+        r"bacon$",
+        r"bacon\s+(\S+)",
+        "b",
+        r"\d+",
+        "(a|b)+c",
+        "x?y",
+        ".*",
+        r"quote(?:\s+(\d+))?$",
+        "é",
+    ];
+
+    proptest! {
+        #[test]
+        fn one_pass_routing_equals_a_loop_over_patterns(
+            plugins in proptest::collection::vec(proptest::collection::vec(0..FRAGMENTS.len(), 0..5), 0..6),
+            text in "[a-z0-9 é]{0,16}",
+        ) {
+            let compiled: Vec<Vec<Regex>> = plugins
+                .iter()
+                .map(|p| p.iter().map(|&i| compile_pattern(FRAGMENTS[i]).unwrap()).collect())
+                .collect();
+            let routes = Routes::new(compiled.iter().map(Vec::as_slice)).unwrap();
+            let fast: Vec<usize> = routes.matching(&text).collect();
+            let slow: Vec<usize> = routes
+                .routes
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.regex.is_match(&text))
+                .map(|(i, _)| i)
+                .collect();
+            prop_assert_eq!(fast, slow);
+        }
+    }
+}
