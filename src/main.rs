@@ -51,6 +51,10 @@ struct Cli {
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     command_deadline: f64,
 
+    /// A plugin's own command deadline, as NAME=SECS (repeatable).
+    #[arg(long, value_name = "NAME=SECS", value_parser = parse_plugin_deadline)]
+    plugin_deadline: Vec<(String, Duration)>,
+
     /// Consecutive panics or timeouts after which a plugin is quarantined (0: never).
     #[arg(long, value_name = "N", default_value_t = 3)]
     quarantine_after: u32,
@@ -134,6 +138,7 @@ fn run() -> anyhow::Result<ExitCode> {
             allowlist,
         },
         strict: cli.strict,
+        plugin_deadlines: cli.plugin_deadline,
     };
     if io::stdin().is_terminal() {
         eprintln!(
@@ -184,6 +189,18 @@ fn interrupts() -> anyhow::Result<crossbeam_channel::Receiver<()>> {
         })
         .context("starting the signal thread")?;
     Ok(rx)
+}
+
+fn parse_plugin_deadline(value: &str) -> Result<(String, Duration), String> {
+    let (name, secs) = value
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=SECS, got `{value}`"))?;
+    let secs: f64 = secs
+        .parse()
+        .map_err(|_| format!("`{secs}` is not a number of seconds"))?;
+    let deadline = Duration::try_from_secs_f64(secs)
+        .map_err(|_| format!("`{secs}` is not a non-negative number of seconds"))?;
+    Ok((name.to_owned(), deadline))
 }
 
 fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {

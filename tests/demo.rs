@@ -493,3 +493,26 @@ mod signals {
         drop(stdin);
     }
 }
+
+#[test]
+fn a_per_plugin_deadline_answers_a_hung_command_and_the_session_ends() {
+    let dir = load_path_with(&["plugboard_fixture_hangs"]);
+    let out = run(
+        &[
+            "-L",
+            dir.0.to_str().unwrap(),
+            "--plugin-deadline",
+            "hangs=0.2",
+        ],
+        &[],
+        b"irc !hang\nirc !bacon after\n".to_vec(),
+    );
+    assert!(out.status.success());
+    let stdout = lines(&out.stdout);
+    assert_eq!(stdout.len(), 2, "{stdout:?}");
+    assert_eq!(stdout[0], "[irc] `hangs` timed out after 200 ms");
+    assert_eq!(
+        stdout[1],
+        "[irc] gives after a strip of delicious bacon as a gift from irc-user"
+    );
+}

@@ -52,6 +52,8 @@ pub struct Options {
     pub trust: TrustPolicy,
     /// Treat any load failure as fatal.
     pub strict: bool,
+    /// Per-plugin command deadlines, overriding the engine's.
+    pub plugin_deadlines: Vec<(String, std::time::Duration)>,
 }
 
 impl Default for Options {
@@ -63,6 +65,7 @@ impl Default for Options {
             client_capacity: 1024,
             trust: TrustPolicy::default(),
             strict: false,
+            plugin_deadlines: Vec::new(),
         }
     }
 }
@@ -138,7 +141,11 @@ pub fn run(
     let capacity = options.client_capacity;
     let engine = {
         let created = Arc::clone(&created);
-        Engine::builder(options.engine.clone())
+        let mut builder = Engine::builder(options.engine.clone());
+        for (plugin, deadline) in &options.plugin_deadlines {
+            builder = builder.plugin_deadline(plugin, *deadline);
+        }
+        builder
             .trust(options.trust.clone())
             .load_path(&options.load_path)
             .clients(move |manifest| {

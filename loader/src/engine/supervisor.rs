@@ -107,9 +107,9 @@ impl Supervisor {
             shared,
             &running.message,
             format!(
-                "`{}` timed out after {:.1?}",
+                "`{}` timed out after {}",
                 plugin.name,
-                running.started.elapsed()
+                human(plugin.deadline)
             )
             .into(),
         );
@@ -146,6 +146,17 @@ impl Supervisor {
                 fail_rest(&self.shared, &slot);
             }
         }
+    }
+}
+
+/// `200 ms`, `5 s`, `2.5 s`.
+fn human(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
     }
 }
 

@@ -78,7 +78,6 @@ pub(crate) struct Running {
     pub message: Arc<Inbound>,
     pub route: usize,
     pub deadline: Instant,
-    pub started: Instant,
 }
 
 #[derive(Default)]
@@ -307,7 +306,6 @@ impl Worker {
             message: Arc::clone(message),
             route: route_index,
             deadline: started + plugin.deadline,
-            started,
         });
         let result = plugin.obj.call(&invocation).into_result();
         {
