@@ -33,6 +33,10 @@ pub trait Host: Send + Sync + Clone {
     /// their own connection and get `None`.
     fn client(&self) -> ROption<ClientBox>;
 
+    /// A directory this extension may keep state in across restarts
+    /// (created by the engine), if the engine has a data directory.
+    fn data_dir(&self) -> ROption<RString>;
+
     /// The most verbose level the host's logger may print; records above it
     /// are dropped inside the extension without crossing the boundary.
     fn max_level(&self) -> ROption<LogLevel>;
@@ -164,6 +168,16 @@ impl Context {
     pub fn config<T: DeserializeOwned>(&self) -> Result<T, Error> {
         serde_json::from_str(self.config_json())
             .map_err(|e| Error::config(format!("config of `{}`: {e}", self.name())))
+    }
+
+    /// A directory to keep state in across restarts (the engine creates it;
+    /// one per extension), or `None` if the engine runs without a data
+    /// directory.
+    pub fn data_dir(&self) -> Option<std::path::PathBuf> {
+        self.host
+            .data_dir()
+            .into_option()
+            .map(|d| std::path::PathBuf::from(d.as_str()))
     }
 
     /// Takes the platform client the engine injected, if any (once: later

@@ -15,6 +15,7 @@
 //!   how it stops.
 //! - [`trust`]: checks before opening: who can write a library or
 //!   directory, and an optional SHA-256 allowlist.
+//! - [`config`]: the TOML configuration file.
 //! - [`error`]: [`LoadError`], one per failed library, displayed as
 //!   `path: cause`.
 //!
@@ -24,6 +25,7 @@
 //! [`LoadError`] in the [`LoadReport`] and everything else loads; it is the
 //! caller's choice (a `--strict` flag, say) to treat failures as fatal.
 
+pub mod config;
 pub mod engine;
 pub mod error;
 pub mod library;
@@ -31,8 +33,9 @@ pub mod path;
 pub mod trust;
 
 pub use engine::{
-    AdapterStatus, Engine, EngineBuilder, EngineConfig, EngineError, Handle, LoadReport, Loaded,
-    PluginCounters, PluginState, PluginStatus, SubmitError, Unmatched, WhenFull,
+    stats_table, AdapterStatus, Engine, EngineBuilder, EngineConfig, EngineError, Handle,
+    LoadReport, Loaded, PluginCounters, PluginState, PluginStatus, Scope, SubmitError, Unmatched,
+    WhenFull,
 };
 pub use error::{Kind, LoadError, LoadErrorKind, Source};
 pub use path::{LoadPath, PATH_ENV};

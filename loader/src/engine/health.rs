@@ -8,6 +8,7 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::time::Duration;
 
 /// Whether a plugin runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,10 +44,77 @@ pub struct PluginCounters {
     pub timeouts: u64,
     /// Results that arrived after their deadline (dropped).
     pub late: u64,
+    /// Median call latency (of calls that returned in time), if any.
+    pub p50: Option<Duration>,
+    /// 99th-percentile call latency, if any.
+    pub p99: Option<Duration>,
+}
+
+/// A lock-free latency histogram: 4 sub-buckets per power of two of
+/// nanoseconds, so quantiles are exact to within 19%.
+pub(crate) struct Histogram {
+    buckets: [AtomicU64; 256],
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl Histogram {
+    fn index(ns: u64) -> usize {
+        if ns < 4 {
+            return ns as usize;
+        }
+        let log = 63 - ns.leading_zeros() as usize; // >= 2
+        let sub = ((ns >> (log - 2)) & 3) as usize;
+        (log * 4 + sub).min(255)
+    }
+
+    /// The largest value that falls in bucket `i`.
+    fn upper(i: usize) -> u64 {
+        if i < 4 {
+            return i as u64;
+        }
+        let (log, sub) = (i / 4, (i % 4) as u64);
+        let base = 1u64 << log;
+        base + (sub + 1) * (base >> 2) - 1
+    }
+
+    pub fn record(&self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.buckets[Self::index(ns)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The `q` quantile (0..=1), as the upper bound of its bucket.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return Some(Duration::from_nanos(Self::upper(i)));
+            }
+        }
+        None
+    }
 }
 
 #[derive(Default)]
 pub(crate) struct Health {
+    latency: Histogram,
     state: AtomicU8,
     streak: AtomicU32,
     calls: AtomicU64,
@@ -116,6 +184,11 @@ impl Health {
         }
     }
 
+    /// The latency of a call that returned in time.
+    pub fn record_latency(&self, d: Duration) {
+        self.latency.record(d);
+    }
+
     /// A result that came back after its deadline.
     pub fn record_late(&self) {
         self.late.fetch_add(1, Ordering::Relaxed);
@@ -128,6 +201,8 @@ impl Health {
             panics: self.panics.load(Ordering::Relaxed),
             timeouts: self.timeouts.load(Ordering::Relaxed),
             late: self.late.load(Ordering::Relaxed),
+            p50: self.latency.quantile(0.5),
+            p99: self.latency.quantile(0.99),
         }
     }
 }
@@ -160,5 +235,23 @@ mod tests {
             !Health::default().record(Outcome::Panic, 0),
             "0 disables quarantine"
         );
+    }
+
+    #[test]
+    fn histogram_quantiles_are_within_a_bucket() {
+        for ns in [0u64, 1, 3, 4, 5, 7, 8, 100, 1000, 12_345, 1 << 40] {
+            let i = Histogram::index(ns);
+            assert!(Histogram::upper(i) >= ns, "{ns}");
+            assert!(i == 0 || Histogram::upper(i - 1) < ns, "{ns}");
+        }
+        let h = Histogram::default();
+        assert_eq!(h.quantile(0.5), None);
+        for us in 1..=100u64 {
+            h.record(Duration::from_micros(us));
+        }
+        let p50 = h.quantile(0.5).unwrap().as_nanos() as f64;
+        let p99 = h.quantile(0.99).unwrap().as_nanos() as f64;
+        assert!((50_000.0..=50_000.0 * 1.25).contains(&p50), "{p50}");
+        assert!((99_000.0..=99_000.0 * 1.25).contains(&p99), "{p99}");
     }
 }

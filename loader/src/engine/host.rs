@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex, RwLock};
 
 use abi_stable::sabi_trait::TD_Opaque;
-use abi_stable::std_types::{RArc, RBox, ROption, RStr};
+use abi_stable::std_types::{RArc, RBox, ROption, RStr, RString};
 use crossbeam_channel::{Sender, TrySendError};
 use plugboard_interface::host::{
     ClientBox, Host, HostBox, Host_TO, IngressSink, IngressSink_TO, LogLevel, LogRecord,
@@ -134,6 +134,7 @@ struct EngineHost {
 struct HostInner {
     name: String,
     config_json: String,
+    data_dir: Option<String>,
     client: Mutex<Option<ClientBox>>,
 }
 
@@ -154,6 +155,10 @@ impl Host for EngineHost {
         client.take().into()
     }
 
+    fn data_dir(&self) -> ROption<RString> {
+        self.inner.data_dir.as_deref().map(RString::from).into()
+    }
+
     fn max_level(&self) -> ROption<LogLevel> {
         LogLevel::from_filter(log::max_level()).into()
     }
@@ -172,12 +177,18 @@ impl Host for EngineHost {
     }
 }
 
-pub(crate) fn host(name: &str, config_json: String, client: Option<ClientBox>) -> HostBox {
+pub(crate) fn host(
+    name: &str,
+    config_json: String,
+    data_dir: Option<String>,
+    client: Option<ClientBox>,
+) -> HostBox {
     Host_TO::from_ptr(
         RArc::new(EngineHost {
             inner: Arc::new(HostInner {
                 name: name.to_owned(),
                 config_json,
+                data_dir,
                 client: Mutex::new(client),
             }),
         }),

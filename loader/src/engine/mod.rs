@@ -11,13 +11,18 @@
 //! - **done** (unbounded by type, bounded by construction: at most one
 //!   message per batch in flight): workers -> router.
 
+mod builtins;
 mod health;
 mod host;
 mod router;
 mod routes;
 pub mod shutdown;
 mod supervisor;
+mod switches;
 mod worker;
+
+pub use builtins::stats_table;
+pub use switches::Scope;
 
 use health::{Health, Outcome};
 pub use health::{PluginCounters, PluginState};
@@ -25,7 +30,7 @@ pub use health::{PluginCounters, PluginState};
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -46,10 +51,12 @@ use host::{Gate, Inbound};
 use router::{Rejecter, Router};
 use routes::Routes;
 use supervisor::Supervisor;
+use switches::Switches;
 use worker::{Links, LivePlugin, Shared, Slot, SlotState, Worker};
 
 /// What to do with a command no plugin pattern matches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Unmatched {
     /// Log it at debug level and send nothing (chat etiquette: other bots
     /// may share the `!` prefix).
@@ -60,7 +67,8 @@ pub enum Unmatched {
 }
 
 /// What an adapter's `push` does while the ingress channel is full.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum WhenFull {
     /// Wait for room (backpressure: the adapter, and in the demo stdin
     /// reading, slow down; nothing is lost).
@@ -109,6 +117,12 @@ pub struct EngineConfig {
     /// Worker threads that may be left stuck in plugin calls before the
     /// engine stops replacing them (see the supervisor docs).
     pub max_abandoned: usize,
+    /// Where extensions keep state (each gets `<data_dir>/<plugins|adapters>/<name>`)
+    /// and the engine its enable/disable switches (`<data_dir>/switches.json`).
+    /// `None`: nothing persists.
+    pub data_dir: Option<PathBuf>,
+    /// Identities allowed to use the admin commands, as `<adapter>:<identity>`.
+    pub admins: Vec<String>,
 }
 
 impl Default for EngineConfig {
@@ -126,6 +140,8 @@ impl Default for EngineConfig {
             command_deadline: Duration::from_secs(5),
             quarantine_after: 3,
             max_abandoned: 16,
+            data_dir: None,
+            admins: Vec::new(),
         }
     }
 }
@@ -175,6 +191,8 @@ pub enum EngineError {
     },
     /// The combined command patterns exceed the regex size limit.
     Routes(regex::Error),
+    /// The saved plugin switches could not be read.
+    Switches(String),
 }
 
 impl fmt::Display for EngineError {
@@ -184,6 +202,7 @@ impl fmt::Display for EngineError {
                 write!(f, "cannot spawn thread `{thread}`: {source}")
             }
             EngineError::Routes(e) => write!(f, "cannot build the command routing table: {e}"),
+            EngineError::Switches(e) => write!(f, "cannot read the plugin switches: {e}"),
         }
     }
 }
@@ -193,6 +212,7 @@ impl std::error::Error for EngineError {
         match self {
             EngineError::Spawn { source, .. } => Some(source),
             EngineError::Routes(e) => Some(e),
+            EngineError::Switches(_) => None,
         }
     }
 }
@@ -334,32 +354,40 @@ impl EngineBuilder {
                 .get(&key)
                 .cloned()
                 .unwrap_or_else(|| "{}".to_owned());
+            let data_dir = extension_data_dir(config.data_dir.as_deref(), key.0, &key.1);
             let started = match &candidate {
-                Candidate::Plugin(p) => {
-                    p.instantiate(host::host(&key.1, config_json, None))
-                        .map(|obj| {
-                            let live = LivePlugin {
-                                name: key.1.clone(),
-                                version: p.manifest.version.to_string(),
-                                commands: p
-                                    .manifest
-                                    .commands
-                                    .iter()
-                                    .map(|c| c.name.to_string())
-                                    .collect(),
-                                obj,
-                                deadline: deadlines
-                                    .get(&key.1)
-                                    .copied()
-                                    .unwrap_or(config.command_deadline),
-                                health: Default::default(),
-                            };
-                            plugins.push((live, p.patterns.clone()));
-                        })
-                }
+                Candidate::Plugin(p) => p
+                    .instantiate(host::host(&key.1, config_json, data_dir, None))
+                    .map(|obj| {
+                        let live = LivePlugin {
+                            name: key.1.clone(),
+                            version: p.manifest.version.to_string(),
+                            description: p.manifest.description.to_string(),
+                            help: p.manifest.help.to_string(),
+                            usages: p
+                                .manifest
+                                .commands
+                                .iter()
+                                .map(|c| c.usage.to_string())
+                                .collect(),
+                            commands: p
+                                .manifest
+                                .commands
+                                .iter()
+                                .map(|c| c.name.to_string())
+                                .collect(),
+                            obj,
+                            deadline: deadlines
+                                .get(&key.1)
+                                .copied()
+                                .unwrap_or(config.command_deadline),
+                            health: Default::default(),
+                        };
+                        plugins.push((live, p.patterns.clone()));
+                    }),
                 Candidate::Adapter(a) => {
                     let client = clients.as_ref().and_then(|f| f(&a.manifest));
-                    a.instantiate(host::host(&key.1, config_json, client))
+                    a.instantiate(host::host(&key.1, config_json, data_dir, client))
                         .map(|obj| adapters.push((a.manifest.clone(), obj)))
                 }
             };
@@ -395,6 +423,22 @@ impl EngineBuilder {
             adapters,
             report,
         )
+    }
+}
+
+/// `<data_dir>/<plugins|adapters>/<name>`, created; `None` without a data
+/// dir or if it cannot be created (logged: the extension runs stateless).
+fn extension_data_dir(data_dir: Option<&Path>, kind: Kind, name: &str) -> Option<String> {
+    let dir = data_dir?.join(format!("{kind}s")).join(name);
+    match std::fs::create_dir_all(&dir) {
+        Ok(()) => Some(dir.to_string_lossy().into_owned()),
+        Err(e) => {
+            log::warn!(
+                "cannot create the data directory {} of {kind} `{name}`: {e}; it runs without one",
+                dir.display()
+            );
+            None
+        }
     }
 }
 
@@ -486,16 +530,7 @@ impl Handle {
 
     /// Every plugin's state and counters, in load order.
     pub fn plugins(&self) -> Vec<PluginStatus> {
-        self.shared
-            .plugins
-            .iter()
-            .map(|p| PluginStatus {
-                name: p.name.clone(),
-                version: p.version.clone(),
-                state: p.health.state(),
-                counters: p.health.counters(),
-            })
-            .collect()
+        self.shared.statuses()
     }
 
     /// Sets a plugin's state: `Disabled` to stop it, `Active` to re-enable
@@ -695,6 +730,8 @@ impl Engine {
             unmatched: config.unmatched,
             quarantine_after: config.quarantine_after,
             abandoned: AtomicUsize::new(0),
+            switches: Switches::load(config.data_dir.as_deref()).map_err(EngineError::Switches)?,
+            admins: config.admins.clone(),
         });
         let mut workers = Vec::new();
         for i in 0..config.worker_count() {

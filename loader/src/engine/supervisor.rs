@@ -191,7 +191,7 @@ fn fail_rest(shared: &Shared, slot: &Slot) {
                 "`{}` could not run: too many commands are stuck",
                 shared.plugins[shared.routes.routes[route].plugin].name
             ),
-            Action::Unmatched => continue,
+            Action::Unmatched | Action::Builtin(_) => continue,
         };
         worker::send_reply(
             slot,

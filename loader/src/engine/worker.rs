@@ -20,17 +20,23 @@ use plugboard_interface::plugin::PluginBox;
 use plugboard_interface::ExtError;
 use regex::CaptureLocations;
 
+use super::builtins::{self, Builtin};
 use super::health::{Health, Outcome, PluginState};
 use super::host::Inbound;
 use super::router::Batch;
 use super::routes::Routes;
+use super::switches::Switches;
+use super::PluginStatus;
 use super::Unmatched;
 
 /// A running plugin as the workers see it.
 pub(crate) struct LivePlugin {
     pub name: String,
     pub version: String,
+    pub description: String,
+    pub help: String,
     pub commands: Vec<String>,
+    pub usages: Vec<String>,
     pub obj: PluginBox,
     pub deadline: Duration,
     pub health: Health,
@@ -45,11 +51,25 @@ pub(crate) struct Shared {
     pub quarantine_after: u32,
     /// Worker threads abandoned in a plugin call that has not returned.
     pub abandoned: AtomicUsize,
+    pub switches: Switches,
+    pub admins: Vec<String>,
 }
 
 impl Shared {
     pub fn plugin_index(&self, name: &str) -> Option<usize> {
         self.plugins.iter().position(|p| p.name == name)
+    }
+
+    pub fn statuses(&self) -> Vec<PluginStatus> {
+        self.plugins
+            .iter()
+            .map(|p| PluginStatus {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                state: p.health.state(),
+                counters: p.health.counters(),
+            })
+            .collect()
     }
 }
 
@@ -63,6 +83,7 @@ pub(crate) struct Step {
 #[derive(Clone, Copy)]
 pub(crate) enum Action {
     Call(usize),
+    Builtin(Builtin),
     Unmatched,
 }
 
@@ -188,6 +209,13 @@ impl Worker {
     /// order, or one "unmatched" step.
     fn expand(&self, item: Inbound, queue: &mut VecDeque<Step>) {
         let message = Arc::new(item);
+        if let Some(builtin) = builtins::parse(command_text(&message)) {
+            queue.push_back(Step {
+                message,
+                action: Action::Builtin(builtin),
+            });
+            return;
+        }
         let before = queue.len();
         for index in self.shared.routes.matching(command_text(&message)) {
             queue.push_back(Step {
@@ -233,6 +261,15 @@ impl Worker {
             let reply = match step.action {
                 Action::Call(route) => self.call(&step.message, route, captures, spans)?,
                 Action::Unmatched => self.unmatched(&step.message),
+                Action::Builtin(builtin) => Some(
+                    builtins::run(
+                        &self.shared,
+                        builtin,
+                        &step.message,
+                        command_text(&step.message),
+                    )
+                    .into(),
+                ),
             };
             if let Some(text) = reply {
                 let egress = egress(&self.shared, &step.message, text);
@@ -324,6 +361,7 @@ impl Worker {
             }
             slot.running = None;
         }
+        plugin.health.record_latency(started.elapsed());
 
         let command = &plugin.commands[route.command as usize];
         let (outcome, reply) = match result {
