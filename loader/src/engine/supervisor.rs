@@ -162,7 +162,7 @@ fn human(d: Duration) -> String {
 
 fn take_if_overdue(slot: &Slot, now: Instant) -> Option<Taken> {
     let mut state = slot.lock();
-    if !state.running.as_ref().is_some_and(|r| r.deadline <= now) {
+    if state.running.as_ref().is_none_or(|r| r.deadline > now) {
         return None;
     }
     state.abandoned = true;
