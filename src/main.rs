@@ -1,81 +1,145 @@
-//! The `plugboard` binary: the demo REPL. All logic lives in the libraries;
-//! this file parses flags, sets up logging and maps errors to exit codes.
+//! The `plugboard` binary: the demo REPL (default), `check` and `list`.
+//! All logic lives in the libraries; this file parses flags, merges them
+//! with the environment and the config file, sets up logging, and maps
+//! outcomes to exit codes.
 
 use std::io::{self, IsTerminal};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
+use plugboard::config::FileConfig;
 use plugboard::{build_info, EngineConfig, LoadPath, TrustPolicy, Unmatched, WhenFull, PATH_ENV};
 
 /// A chat-bot engine whose plugins and adapters are shared libraries.
 ///
-/// Reads lines `<adapter> <content>` from stdin, e.g. `irc !bacon nelsk`,
+/// Without a subcommand, runs the demo REPL: reads lines
+/// `<adapter>[#<room>][@<user>] <content>` from stdin, e.g. `irc !bacon nelsk`,
 /// routes commands to plugins through the named adapter, and prints replies
 /// as `[<adapter>] <reply>` on stdout. Diagnostics and logs go to stderr
 /// (`RUST_LOG=debug` for more). Exits 0 at end of input, once every reply
 /// has been printed.
+///
+/// Settings come from flags, then the environment, then the config file,
+/// then defaults.
 #[derive(Debug, Parser)]
 #[command(name = "plugboard", version)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    #[command(flatten)]
+    common: Common,
+
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Validate libraries without running the engine: print kind, name,
+    /// version, interface version and commands; exit 1 if any is invalid.
+    Check {
+        /// Library files to check.
+        #[arg(required = true, value_name = "LIB")]
+        libraries: Vec<PathBuf>,
+    },
+    /// Show every library on the load path and whether it would load.
+    List,
+}
+
+/// Options every subcommand understands.
+#[derive(Debug, clap::Args)]
+struct Common {
+    /// Config file (TOML). Default: $PLUGBOARD_CONFIG, else
+    /// $XDG_CONFIG_HOME/plugboard/plugboard.toml (~/.config/...) if it exists.
+    #[arg(long, short = 'c', value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+
     /// Directory to load plugins and adapters from; repeat to search several,
     /// in order. Replaces $PLUGBOARD_PATH (`:`-separated), which replaces the
-    /// default: the directory of this executable.
-    #[arg(long = "plugin-path", short = 'L', value_name = "DIR")]
+    /// config file's `plugin_path`, which replaces the default: the directory
+    /// of this executable.
+    #[arg(long = "plugin-path", short = 'L', value_name = "DIR", global = true)]
     plugin_path: Vec<PathBuf>,
+
+    /// Load libraries and directories even if other users can write to them.
+    #[arg(long, global = true)]
+    allow_writable: bool,
+
+    /// Only load libraries whose SHA-256 is listed in FILE (`sha256sum` format).
+    #[arg(long, value_name = "FILE", global = true)]
+    allowlist: Option<PathBuf>,
+}
+
+/// Options of the REPL.
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Where extensions keep state and the engine its enable/disable
+    /// switches. Default: $PLUGBOARD_DATA_DIR, else the config file's
+    /// `data_dir`, else $XDG_DATA_HOME/plugboard (~/.local/share/plugboard).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// An identity allowed to use admin commands, as ADAPTER:IDENTITY
+    /// (repeatable; adds to the config file's `admins`).
+    #[arg(long, value_name = "ADAPTER:IDENTITY")]
+    admin: Vec<String>,
 
     /// Worker threads running plugin commands [default: one per core].
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
 
-    /// Capacity of each engine channel and client queue (backpressure bound).
-    #[arg(long, value_name = "N", default_value_t = 1024)]
-    channel_capacity: usize,
+    /// Capacity of each engine channel and client queue (backpressure bound)
+    /// [default: 1024].
+    #[arg(long, value_name = "N")]
+    channel_capacity: Option<usize>,
 
-    /// Longest accepted input line, in bytes; longer lines are skipped.
-    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024)]
-    max_line_bytes: usize,
+    /// Longest accepted input line, in bytes; longer lines are skipped
+    /// [default: 65536].
+    #[arg(long, value_name = "BYTES")]
+    max_line_bytes: Option<usize>,
 
     /// Stay silent on commands that no plugin matches instead of replying
     /// "no command matches".
     #[arg(long)]
     ignore_unmatched: bool,
 
-    /// Exit with an error, listing every failure, if any library fails to load.
+    /// Exit with an error (status 2), listing every failure, if any library
+    /// fails to load.
     #[arg(long)]
     strict: bool,
 
-    /// Seconds a plugin command may run before its user gets a timeout reply.
-    #[arg(long, value_name = "SECS", default_value_t = 5.0)]
-    command_deadline: f64,
+    /// Seconds a plugin command may run before its user gets a timeout
+    /// reply [default: 5].
+    #[arg(long, value_name = "SECS")]
+    command_deadline: Option<f64>,
 
     /// A plugin's own command deadline, as NAME=SECS (repeatable).
     #[arg(long, value_name = "NAME=SECS", value_parser = parse_plugin_deadline)]
     plugin_deadline: Vec<(String, Duration)>,
 
-    /// Consecutive panics or timeouts after which a plugin is quarantined (0: never).
-    #[arg(long, value_name = "N", default_value_t = 3)]
-    quarantine_after: u32,
+    /// Consecutive panics or timeouts after which a plugin is quarantined
+    /// (0: never) [default: 3].
+    #[arg(long, value_name = "N")]
+    quarantine_after: Option<u32>,
 
     /// Seconds to finish accepted work at end of input or on SIGINT/SIGTERM
-    /// before giving up on what is still stuck (a second interrupt exits at once).
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
-    grace_period: f64,
+    /// before giving up on what is still stuck (a second interrupt exits at
+    /// once) [default: 10].
+    #[arg(long, value_name = "SECS")]
+    grace_period: Option<f64>,
 
-    /// What happens when the engine's input queue is full: wait (nothing is
-    /// lost, input slows down) or reject (the user gets a "busy" reply).
-    #[arg(long, value_enum, default_value_t = Full::Block)]
-    when_full: Full,
+    /// What happens when the engine is full: wait (nothing is lost, input
+    /// slows down) or reject (the user gets a "busy" reply) [default: block].
+    #[arg(long, value_enum)]
+    when_full: Option<Full>,
 
-    /// Load libraries and directories even if other users can write to them.
+    /// Print each plugin's counters and latency percentiles at shutdown.
     #[arg(long)]
-    allow_writable: bool,
-
-    /// Only load libraries whose SHA-256 is listed in FILE (`sha256sum` format).
-    #[arg(long, value_name = "FILE")]
-    allowlist: Option<PathBuf>,
+    stats: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -97,56 +161,109 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<ExitCode> {
     let cli = parse_cli();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
-
-    let allowlist = match &cli.allowlist {
-        Some(file) => {
-            let text = std::fs::read_to_string(file)
-                .with_context(|| format!("reading the allowlist {}", file.display()))?;
-            let set = plugboard::trust::parse_allowlist(&text)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
-            Some(set)
-        }
-        None => None,
-    };
-    let grace = seconds("--grace-period", cli.grace_period)?;
-    let options = plugboard_demo::Options {
-        load_path: load_path(&cli.plugin_path)?,
-        engine: EngineConfig {
-            workers: cli.workers.unwrap_or(0),
-            ingress_capacity: cli.channel_capacity,
-            execution_capacity: cli.channel_capacity,
-            egress_capacity: cli.channel_capacity,
-            unmatched: if cli.ignore_unmatched {
-                Unmatched::Ignore
+    let file = load_config(cli.common.config.as_deref())?;
+    let trust = trust(&cli.common, &file)?;
+    let load_path = load_path(&cli.common.plugin_path, &file)?;
+    match cli.command {
+        Some(Command::Check { libraries }) => {
+            let invalid = plugboard_demo::inspect::check(
+                &libraries,
+                &trust,
+                &mut io::stdout(),
+                &mut io::stderr(),
+            )?;
+            Ok(if invalid == 0 {
+                ExitCode::SUCCESS
             } else {
-                Unmatched::Reply
-            },
-            when_full: match cli.when_full {
-                Full::Block => WhenFull::Block,
-                Full::Reject => WhenFull::Reject,
-            },
-            command_deadline: seconds("--command-deadline", cli.command_deadline)?,
-            quarantine_after: cli.quarantine_after,
-            listen_grace: grace,
-            shutdown_grace: grace,
-            ..EngineConfig::default()
-        },
-        max_line_bytes: cli.max_line_bytes,
-        client_capacity: cli.channel_capacity,
-        trust: TrustPolicy {
-            allow_writable: cli.allow_writable,
-            allowlist,
-        },
-        strict: cli.strict,
-        plugin_deadlines: cli.plugin_deadline,
+                ExitCode::FAILURE
+            })
+        }
+        Some(Command::List) => {
+            let failed = plugboard_demo::inspect::list(&load_path, &trust, &mut io::stdout())?;
+            Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        None => repl(cli.run, file, trust, load_path),
+    }
+}
+
+fn repl(
+    args: RunArgs,
+    file: FileConfig,
+    trust: TrustPolicy,
+    load_path: LoadPath,
+) -> anyhow::Result<ExitCode> {
+    // Defaults, then the file, then the environment, then flags.
+    let mut engine = EngineConfig {
+        unmatched: Unmatched::Reply,
+        data_dir: default_data_dir(),
+        ..EngineConfig::default()
+    };
+    file.apply(&mut engine);
+    if let Some(dir) = std::env::var_os("PLUGBOARD_DATA_DIR").filter(|d| !d.is_empty()) {
+        engine.data_dir = Some(dir.into());
+    }
+    if let Some(dir) = args.data_dir {
+        engine.data_dir = Some(dir);
+    }
+    engine.admins.extend(args.admin);
+    if let Some(n) = args.workers {
+        engine.workers = n;
+    }
+    if let Some(n) = args.channel_capacity {
+        engine.ingress_capacity = n;
+        engine.execution_capacity = n;
+        engine.egress_capacity = n;
+    }
+    if args.ignore_unmatched {
+        engine.unmatched = Unmatched::Ignore;
+    }
+    if let Some(full) = args.when_full {
+        engine.when_full = match full {
+            Full::Block => WhenFull::Block,
+            Full::Reject => WhenFull::Reject,
+        };
+    }
+    if let Some(secs) = args.command_deadline {
+        engine.command_deadline = seconds("--command-deadline", secs)?;
+    }
+    if let Some(n) = args.quarantine_after {
+        engine.quarantine_after = n;
+    }
+    if let Some(secs) = args.grace_period {
+        let grace = seconds("--grace-period", secs)?;
+        engine.listen_grace = grace;
+        engine.shutdown_grace = grace;
+    }
+    let mut plugin_deadlines: Vec<(String, Duration)> =
+        file.deadlines().map(|(n, d)| (n.to_owned(), d)).collect();
+    plugin_deadlines.extend(args.plugin_deadline);
+    let defaults = plugboard_demo::Options::default();
+    let options = plugboard_demo::Options {
+        load_path,
+        client_capacity: args
+            .channel_capacity
+            .or(file.repl.client_capacity)
+            .unwrap_or(defaults.client_capacity),
+        max_line_bytes: args
+            .max_line_bytes
+            .or(file.repl.max_line_bytes)
+            .unwrap_or(defaults.max_line_bytes),
+        engine,
+        trust,
+        strict: args.strict,
+        plugin_deadlines,
+        extension_configs: file
+            .extension_configs()
+            .map(|(kind, name, json)| (kind, name.to_owned(), json))
+            .collect(),
+        stats: args.stats,
     };
     if io::stdin().is_terminal() {
-        eprintln!(
-            "plugboard {} (interface {}, {})",
-            env!("CARGO_PKG_VERSION"),
-            build_info::INTERFACE_VERSION,
-            build_info::TARGET
-        );
+        eprintln!("plugboard {}", version());
     }
     let input = plugboard_demo::input::Input::spawn(io::stdin(), Some(interrupts()?))
         .context("starting the stdin reader")?;
@@ -164,6 +281,102 @@ fn run() -> anyhow::Result<ExitCode> {
         eprintln!("plugboard: grace period over; abandoned work that was still stuck");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn version() -> String {
+    format!(
+        "{} (interface {}, {}, {})",
+        env!("CARGO_PKG_VERSION"),
+        build_info::INTERFACE_VERSION,
+        build_info::TARGET,
+        build_info::PROFILE,
+    )
+}
+
+/// Parses the command line; `--version` also names the interface version
+/// and target, which decide what libraries this build can load.
+fn parse_cli() -> Cli {
+    use clap::{CommandFactory, FromArgMatches};
+    // clap keeps `&'static str`s; this one string lives for the whole run anyway.
+    let version: &'static str = Box::leak(version().into_boxed_str());
+    let matches = Cli::command().version(version).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
+/// `$<var>/plugboard`, else `~/<fallback>/plugboard` (the XDG base
+/// directory convention).
+fn xdg(var: &str, fallback: &str) -> Option<PathBuf> {
+    let base = std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| Path::new(&h).join(fallback))
+        })?;
+    Some(base.join("plugboard"))
+}
+
+fn default_data_dir() -> Option<PathBuf> {
+    xdg("XDG_DATA_HOME", ".local/share")
+}
+
+/// The file named by the flag or `$PLUGBOARD_CONFIG` must exist; the
+/// default location is optional.
+fn load_config(flag: Option<&Path>) -> anyhow::Result<FileConfig> {
+    let explicit = flag.map(Path::to_owned).or_else(|| {
+        std::env::var_os("PLUGBOARD_CONFIG")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    });
+    let path = match explicit {
+        Some(path) => path,
+        None => match xdg("XDG_CONFIG_HOME", ".config").map(|d| d.join("plugboard.toml")) {
+            Some(path) if path.exists() => path,
+            _ => return Ok(FileConfig::default()),
+        },
+    };
+    Ok(FileConfig::load(&path)?)
+}
+
+fn trust(common: &Common, file: &FileConfig) -> anyhow::Result<TrustPolicy> {
+    let allowlist = match common.allowlist.as_ref().or(file.trust.allowlist.as_ref()) {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the allowlist {}", path.display()))?;
+            let set = plugboard::trust::parse_allowlist(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            Some(set)
+        }
+        None => None,
+    };
+    Ok(TrustPolicy {
+        allow_writable: common.allow_writable || file.trust.allow_writable.unwrap_or(false),
+        allowlist,
+    })
+}
+
+/// Flags, else `$PLUGBOARD_PATH`, else the config file, else the
+/// executable's directory (where `cargo run` puts the example extensions).
+fn load_path(flags: &[PathBuf], file: &FileConfig) -> anyhow::Result<LoadPath> {
+    if !flags.is_empty() {
+        return Ok(LoadPath::new(flags.iter().cloned()));
+    }
+    if let Some(value) = std::env::var_os(PATH_ENV) {
+        let mut path = LoadPath::default();
+        path.extend_from_env_value(&value);
+        if !path.is_empty() {
+            return Ok(path);
+        }
+    }
+    if let Some(dirs) = &file.plugin_path {
+        return Ok(LoadPath::new(dirs.iter().cloned()));
+    }
+    let exe = std::env::current_exe().context("locating the plugboard executable")?;
+    let dir = exe
+        .parent()
+        .context("the executable has no parent directory")?;
+    Ok(LoadPath::new([dir]))
 }
 
 /// SIGINT/SIGTERM: the first one asks for a graceful stop (through the
@@ -207,41 +420,4 @@ fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(value).map_err(|_| {
         anyhow::anyhow!("{flag} must be a non-negative number of seconds, not {value}")
     })
-}
-
-/// Parses the command line; `--version` also names the interface version
-/// and target, which decide what libraries this build can load.
-fn parse_cli() -> Cli {
-    use clap::{CommandFactory, FromArgMatches};
-    let version = format!(
-        "{} (interface {}, {}, {})",
-        env!("CARGO_PKG_VERSION"),
-        build_info::INTERFACE_VERSION,
-        build_info::TARGET,
-        build_info::PROFILE,
-    );
-    // clap keeps `&'static str`s; this one string lives for the whole run anyway.
-    let version: &'static str = Box::leak(version.into_boxed_str());
-    let matches = Cli::command().version(version).get_matches();
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
-}
-
-/// Flags, else `$PLUGBOARD_PATH`, else the executable's directory (where
-/// `cargo run` puts the example extensions).
-fn load_path(flags: &[PathBuf]) -> anyhow::Result<LoadPath> {
-    if !flags.is_empty() {
-        return Ok(LoadPath::new(flags.iter().cloned()));
-    }
-    if let Some(value) = std::env::var_os(PATH_ENV) {
-        let mut path = LoadPath::default();
-        path.extend_from_env_value(&value);
-        if !path.is_empty() {
-            return Ok(path);
-        }
-    }
-    let exe = std::env::current_exe().context("locating the plugboard executable")?;
-    let dir = exe
-        .parent()
-        .context("the executable has no parent directory")?;
-    Ok(LoadPath::new([dir]))
 }

@@ -58,14 +58,33 @@ fn load_path_with(extra: &[&str]) -> TempDir {
     TempDir(dir)
 }
 
+/// The binary, isolated from the user's environment: its own empty home
+/// (so no config file or data directory of the user is read or written).
+fn plugboard() -> Command {
+    static HOME: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    let home = HOME.get_or_init(|| {
+        let home = std::env::temp_dir().join(format!("plugboard-demo-home-{}", std::process::id()));
+        std::fs::create_dir_all(&home).unwrap();
+        home
+    });
+    let mut command = Command::new(env!("CARGO_BIN_EXE_plugboard"));
+    command
+        .env("HOME", home)
+        .env_remove("XDG_CONFIG_HOME")
+        .env_remove("XDG_DATA_HOME")
+        .env_remove("PLUGBOARD_CONFIG")
+        .env_remove("PLUGBOARD_DATA_DIR")
+        .env_remove("PLUGBOARD_PATH")
+        .env_remove("RUST_LOG");
+    command
+}
+
 /// Runs the demo on `input`; fails the test if it has not exited on its own
 /// within a minute (the POC never exits at EOF).
 fn run(args: &[&str], env: &[(&str, &Path)], input: Vec<u8>) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_plugboard"));
+    let mut command = plugboard();
     command
         .args(args)
-        .env_remove("PLUGBOARD_PATH")
-        .env_remove("RUST_LOG")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -231,10 +250,7 @@ fn a_missing_load_path_is_reported_not_fatal() {
 
 #[test]
 fn version_names_the_interface() {
-    let out = Command::new(env!("CARGO_BIN_EXE_plugboard"))
-        .arg("--version")
-        .output()
-        .unwrap();
+    let out = plugboard().arg("--version").output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(
         text.starts_with("plugboard 0.1.0 (interface 0.1.0, "),
@@ -434,7 +450,7 @@ mod signals {
     #[test]
     fn sigterm_drains_and_exits_zero() {
         let dir = super::load_path();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_plugboard"))
+        let mut child = super::plugboard()
             .args(["-L", dir.0.to_str().unwrap()])
             .env_remove("RUST_LOG")
             .stdin(Stdio::piped())
@@ -463,7 +479,7 @@ mod signals {
     #[test]
     fn a_second_interrupt_exits_at_once() {
         let dir = super::load_path_with(&["plugboard_fixture_hangs"]);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_plugboard"))
+        let mut child = super::plugboard()
             .args([
                 "-L",
                 dir.0.to_str().unwrap(),

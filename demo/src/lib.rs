@@ -12,6 +12,7 @@
 //! - [`line`]: bounded line reading and `<adapter> <content>` parsing.
 //! - [`client`]: the mock clients and the stdout printer thread.
 //! - [`input`]: stdin read by a thread in blocks, interruptible by signals.
+//! - [`inspect`]: `plugboard check` and `plugboard list`.
 //! - [`run`]: load, print the startup summary, demultiplex, shut down.
 //!
 //! # Key design decision: nothing typed is lost
@@ -24,6 +25,7 @@
 
 pub mod client;
 pub mod input;
+pub mod inspect;
 pub mod line;
 
 use std::collections::HashMap;
@@ -54,6 +56,10 @@ pub struct Options {
     pub strict: bool,
     /// Per-plugin command deadlines, overriding the engine's.
     pub plugin_deadlines: Vec<(String, std::time::Duration)>,
+    /// Each extension's configuration, as JSON.
+    pub extension_configs: Vec<(plugboard_loader::Kind, String, String)>,
+    /// Print the plugin stats table at shutdown.
+    pub stats: bool,
 }
 
 impl Default for Options {
@@ -66,6 +72,8 @@ impl Default for Options {
             trust: TrustPolicy::default(),
             strict: false,
             plugin_deadlines: Vec::new(),
+            extension_configs: Vec::new(),
+            stats: false,
         }
     }
 }
@@ -144,6 +152,9 @@ pub fn run(
         let mut builder = Engine::builder(options.engine.clone());
         for (plugin, deadline) in &options.plugin_deadlines {
             builder = builder.plugin_deadline(plugin, *deadline);
+        }
+        for (kind, name, json) in &options.extension_configs {
+            builder = builder.extension_config(*kind, name, json.clone());
         }
         builder
             .trust(options.trust.clone())
@@ -236,8 +247,8 @@ pub fn run(
             continue;
         };
         let message = ClientMessage {
-            room: None.into(),
-            user: None.into(),
+            room: line.room.map(Into::into).into(),
+            user: line.user.map(Into::into).into(),
             text: line.content.into(),
         };
         if feed.tx.send(message).is_err() {
@@ -273,7 +284,11 @@ pub fn run(
         diag.flush()?;
     }
     drop(feeds);
+    let handle = engine.handle();
     summary.drained = engine.shutdown();
+    if options.stats {
+        writeln!(diag, "{}", plugboard_loader::stats_table(&handle.plugins()))?;
+    }
     summary.replies = match printer_thread.join() {
         Ok(result) => result?,
         Err(_) => return Err(Error::Io(io::Error::other("the printer thread panicked"))),

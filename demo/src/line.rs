@@ -3,11 +3,15 @@
 use std::fmt;
 use std::io::{self, BufRead};
 
-/// One parsed input line.
+/// One parsed input line: `<adapter>[#<room>][@<user>] <content>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line<'a> {
     /// The adapter the line is addressed to.
     pub adapter: &'a str,
+    /// The room it is said in (`discord#general`), if given.
+    pub room: Option<&'a str>,
+    /// Who says it (`discord@alice`), if given; else the adapter's default user.
+    pub user: Option<&'a str>,
     /// What the adapter's user "typed" (`!bacon nelsk`).
     pub content: &'a str,
 }
@@ -19,6 +23,8 @@ pub enum LineError {
     Empty,
     /// Only one word: no content after the adapter name.
     NoContent,
+    /// `#` or `@` with nothing after it.
+    EmptyPart(char),
     /// Not valid UTF-8.
     NotUtf8,
     /// A control character (other than tab) inside the line.
@@ -35,6 +41,10 @@ impl fmt::Display for LineError {
         match self {
             LineError::Empty => f.write_str("empty line; a line must be `<adapter> <content>`"),
             LineError::NoContent => f.write_str("a line must be `<adapter> <content>`"),
+            LineError::EmptyPart(c) => write!(
+                f,
+                "`{c}` needs a name after it (`<adapter>[#<room>][@<user>] <content>`)"
+            ),
             LineError::NotUtf8 => f.write_str("the line is not valid UTF-8; skipped"),
             LineError::ControlChar(c) => {
                 write!(
@@ -59,14 +69,36 @@ pub fn parse(text: &str) -> Result<Line<'_>, LineError> {
     if text.is_empty() {
         return Err(LineError::Empty);
     }
-    let (adapter, content) = text
+    let (address, content) = text
         .split_once(char::is_whitespace)
         .ok_or(LineError::NoContent)?;
     let content = content.trim_start();
     if content.is_empty() {
         return Err(LineError::NoContent);
     }
-    Ok(Line { adapter, content })
+    // `adapter[#room][@user]`, in that order.
+    let (rest, user) = match address.split_once('@') {
+        Some((rest, user)) => (rest, Some(user)),
+        None => (address, None),
+    };
+    let (adapter, room) = match rest.split_once('#') {
+        Some((adapter, room)) => (adapter, Some(room)),
+        None => (rest, None),
+    };
+    if room == Some("") {
+        return Err(LineError::EmptyPart('#'));
+    }
+    if user == Some("") {
+        return Err(LineError::EmptyPart('@'));
+    }
+    // The room keeps its `#`, as chat platforms write it.
+    let room = room.map(|_| &rest[adapter.len()..]);
+    Ok(Line {
+        adapter,
+        room,
+        user,
+        content,
+    })
 }
 
 /// The outcome of reading one line.
@@ -131,20 +163,30 @@ mod tests {
 
     #[test]
     fn parses_adapter_and_content() {
-        assert_eq!(
-            parse("irc !bacon nelsk"),
-            Ok(Line {
-                adapter: "irc",
-                content: "!bacon nelsk"
-            })
-        );
+        let plain = |adapter, content| Line {
+            adapter,
+            room: None,
+            user: None,
+            content,
+        };
+        assert_eq!(parse("irc !bacon nelsk"), Ok(plain("irc", "!bacon nelsk")));
         assert_eq!(
             parse("  discord\t  hello world  "),
+            Ok(plain("discord", "hello world"))
+        );
+        assert_eq!(
+            parse("discord#general@alice !help"),
             Ok(Line {
                 adapter: "discord",
-                content: "hello world"
+                room: Some("#general"),
+                user: Some("alice"),
+                content: "!help"
             })
         );
+        assert_eq!(parse("irc@bob !bacon").unwrap().user, Some("bob"));
+        assert_eq!(parse("irc#x !bacon").unwrap().room, Some("#x"));
+        assert_eq!(parse("irc# !bacon"), Err(LineError::EmptyPart('#')));
+        assert_eq!(parse("irc@ !bacon"), Err(LineError::EmptyPart('@')));
     }
 
     #[test]

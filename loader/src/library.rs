@@ -38,6 +38,8 @@ type AdapterInit = Arc<dyn Fn(HostBox) -> RResult<AdapterBox, ExtError> + Send +
 pub struct PluginCandidate {
     /// Where it came from.
     pub source: Source,
+    /// The interface version it was built against.
+    pub interface_version: String,
     /// Its validated manifest.
     pub manifest: PluginManifest,
     pub(crate) patterns: Vec<Regex>,
@@ -49,6 +51,8 @@ pub struct PluginCandidate {
 pub struct AdapterCandidate {
     /// Where it came from.
     pub source: Source,
+    /// The interface version it was built against.
+    pub interface_version: String,
     /// Its validated manifest.
     pub manifest: AdapterManifest,
     pub(crate) init: AdapterInit,
@@ -88,6 +92,14 @@ impl Candidate {
         }
     }
 
+    /// The interface version it was built against.
+    pub fn interface_version(&self) -> &str {
+        match self {
+            Candidate::Plugin(p) => &p.interface_version,
+            Candidate::Adapter(a) => &a.interface_version,
+        }
+    }
+
     /// Where it came from.
     pub fn source(&self) -> &Source {
         match self {
@@ -107,6 +119,7 @@ impl PluginCandidate {
             .map_err(|m| LoadError::new(Source::InProcess, LoadErrorKind::InvalidManifest(m)))?;
         Ok(PluginCandidate {
             source: Source::InProcess,
+            interface_version: INTERFACE_VERSION.to_owned(),
             manifest,
             patterns,
             init: Arc::new(plugin::instantiate::<P>),
@@ -128,6 +141,7 @@ impl AdapterCandidate {
             .map_err(|m| LoadError::new(Source::InProcess, LoadErrorKind::InvalidManifest(m)))?;
         Ok(AdapterCandidate {
             source: Source::InProcess,
+            interface_version: INTERFACE_VERSION.to_owned(),
             manifest,
             init: Arc::new(adapter::instantiate::<A>),
         })
@@ -189,7 +203,8 @@ pub fn open_with(path: &Path, policy: &TrustPolicy) -> Result<Candidate, LoadErr
         b if b == AdapterRoot_Ref::BASE_NAME => Kind::Adapter,
         other => return Err(fail(LoadErrorKind::UnknownRootModule(other.to_owned()))),
     };
-    check_interface_version(consts.version_strings().version.as_str()).map_err(fail)?;
+    let interface_version = consts.version_strings().version.as_str().to_owned();
+    check_interface_version(&interface_version).map_err(fail)?;
     let layout = header
         .layout()
         .ok_or_else(|| fail(LoadErrorKind::NoLayout))?;
@@ -206,6 +221,7 @@ pub fn open_with(path: &Path, policy: &TrustPolicy) -> Result<Candidate, LoadErr
             let init = root.init();
             Ok(Candidate::Plugin(PluginCandidate {
                 source,
+                interface_version,
                 manifest,
                 patterns,
                 init: Arc::new(move |host| init(host)),
@@ -220,6 +236,7 @@ pub fn open_with(path: &Path, policy: &TrustPolicy) -> Result<Candidate, LoadErr
             let init = root.init();
             Ok(Candidate::Adapter(AdapterCandidate {
                 source,
+                interface_version,
                 manifest,
                 init: Arc::new(move |host| init(host)),
             }))

@@ -66,7 +66,7 @@ pub(crate) fn run(shared: &Shared, builtin: Builtin, message: &Inbound, text: &s
 fn help(shared: &Shared, plugin: Option<&str>) -> String {
     let Some(name) = plugin else {
         let mut out = String::from(USAGE);
-        for p in &shared.plugins {
+        for p in shared.plugins.iter().filter(|p| !internal(&p.name)) {
             let usages: Vec<&str> = p.usages.iter().map(String::as_str).collect();
             let _ = write!(
                 out,
@@ -78,7 +78,11 @@ fn help(shared: &Shared, plugin: Option<&str>) -> String {
         }
         return out;
     };
-    let Some(p) = shared.plugins.iter().find(|p| p.name == name) else {
+    let Some(p) = shared
+        .plugins
+        .iter()
+        .find(|p| p.name == name && !internal(name))
+    else {
         return format!("no plugin named `{name}`; `!help` lists them");
     };
     let mut out = format!("{} {}: {}", p.name, p.version, p.description);
@@ -98,6 +102,7 @@ fn plugins(shared: &Shared, adapter: &str, room: Option<&str>) -> String {
     let lines: Vec<String> = shared
         .plugins
         .iter()
+        .filter(|p| !internal(&p.name))
         .map(|p| {
             let state = match (
                 p.health.state(),
@@ -145,7 +150,18 @@ pub fn stats_table(rows: &[super::PluginStatus]) -> String {
 }
 
 fn stats(shared: &Shared) -> String {
-    stats_table(&shared.statuses())
+    let rows: Vec<_> = shared
+        .statuses()
+        .into_iter()
+        .filter(|p| !internal(&p.name))
+        .collect();
+    stats_table(&rows)
+}
+
+/// Plugins named `__*` are the engine's users' plumbing (the test harness's
+/// marker), not features: built-ins do not show them.
+fn internal(name: &str) -> bool {
+    name.starts_with("__")
 }
 
 fn switch(

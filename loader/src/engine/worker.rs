@@ -313,6 +313,18 @@ impl Worker {
                 ))
             }
         }
+        let adapter_name = shared.adapter_names[message.adapter as usize].as_str();
+        let room = message
+            .message
+            .room
+            .as_ref()
+            .map(|r| r.as_str())
+            .into_option();
+        if let Some(scope) = shared.switches.disabled(&plugin.name, adapter_name, room) {
+            return Ok(Some(
+                format!("`{}` is disabled {scope}", plugin.name).into(),
+            ));
+        }
         let text = command_text(message);
         let locs = &mut captures[route_index];
         spans.clear();
