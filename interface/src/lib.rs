@@ -19,9 +19,9 @@
 //!   the root module [`AdapterRoot`](adapter::AdapterRoot).
 //! - [`host`]: what the engine hands an extension at init: the [`Context`](host::Context)
 //!   (config as JSON, the logging bridge, an injected platform [`Client`](host::ClientBox))
-//!   and the [`Sink`](host::Sink) an adapter pushes messages into.
-//! - [`error`]: [`ExtError`](error::ExtError), the error value that crosses
-//!   the boundary, and [`Error`](error::Error), the one authors return.
+//!   and the [`IngressSink`](host::IngressSink) an adapter pushes messages into.
+//! - [`error`]: [`ExtError`], the error value that crosses the boundary,
+//!   and [`Error`], the one authors return.
 //! - [`export_plugin!`] / [`export_adapter!`]: the macros that turn an
 //!   author's type into an exported root module.
 //!
@@ -31,7 +31,7 @@
 //! Authors therefore never write `extern` functions: they implement plain Rust
 //! traits, and the generic wrappers here (instantiated inside the extension
 //! by the export macros) run every call under `catch_unwind` and turn a panic
-//! into [`ExtError::Panicked`](error::ExtError::Panicked). The engine decides
+//! into [`ExtError::Panicked`]. The engine decides
 //! what a failing extension means; the extension only reports it.
 //!
 //! # Compatibility policy

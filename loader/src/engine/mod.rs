@@ -4,8 +4,8 @@
 //! Channels (all bounded, capacities from [`EngineConfig`]):
 //!
 //! - **ingress**: every adapter's sink (and each [`Handle`]) -> the router.
-//! - **execution**: router -> worker pool, one [`Batch`](router::Batch) per
-//!   conversation at a time (see [`router`] for the ordering invariant).
+//! - **execution**: router -> worker pool, one batch per conversation at a
+//!   time (see `engine/router.rs` for the ordering invariant).
 //! - **egress**: one per adapter, workers -> that adapter's egress thread,
 //!   which calls its `send`.
 //! - **done** (unbounded by type, bounded by construction: at most one

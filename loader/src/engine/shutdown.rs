@@ -8,7 +8,7 @@
 //! 1. **Stop listening.** Call every adapter's `stop`, then wait (up to
 //!    `EngineConfig::listen_grace`) for each `listen` to return. Messages an
 //!    adapter pushes before returning are accepted as usual.
-//! 2. **Close intake.** Close every [`Gate`](super::host::Gate) (each
+//! 2. **Close intake.** Close every gate (`engine/host.rs`; each
 //!    adapter's sink, and the embedder's handles). This drops the last
 //!    ingress `Sender`; a late `push` gets `Closed`.
 //! 3. **Router drains.** It sees the ingress channel disconnected once it is

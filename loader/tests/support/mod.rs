@@ -11,7 +11,7 @@ use plugboard_interface::host::{client_box, Client, ClientBox, ClientMessage};
 use plugboard_interface::ExtError;
 
 mod other_interface;
-pub use other_interface::{drift_plugin, future_plugin, FUTURE_VERSION};
+pub use other_interface::{drift_plugin, future_plugin, readme_plugin, FUTURE_VERSION};
 
 /// `target/<profile>/deps`, where cargo put this test binary and the cdylibs
 /// of the dev-dependencies.

@@ -76,6 +76,87 @@ fn toml_table<'a>(text: &'a str, table: &'a str) -> impl Iterator<Item = &'a str
         .take_while(|line| !line.starts_with('['))
 }
 
+/// The "Write a plugin" example of the README, built exactly as written
+/// (its `Cargo.toml` and `src/lib.rs` blocks), against the real interface.
+pub fn readme_plugin() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(build_readme_plugin).clone()
+}
+
+fn build_readme_plugin() -> PathBuf {
+    let root = workspace_root();
+    let readme = fs::read_to_string(root.join("README.md")).unwrap();
+    let section = readme
+        .split("## Write a plugin")
+        .nth(1)
+        .expect("the README has a `Write a plugin` section");
+    let block = |lang: &str| {
+        let start = section
+            .find(&format!("```{lang}\n"))
+            .unwrap_or_else(|| panic!("a {lang} block"))
+            + lang.len()
+            + 4;
+        let len = section[start..].find("```").unwrap();
+        section[start..start + len].to_owned()
+    };
+    let manifest = block("toml");
+    let lib_rs = block("rust");
+    assert!(
+        manifest.lines().count() + lib_rs.lines().count() <= 25,
+        "the README promises 25 lines"
+    );
+    let interface = root.join("interface");
+    let manifest = manifest.replace(
+        "\"../plugboard/interface\"",
+        &format!("{:?}", interface.display().to_string()),
+    );
+    assert!(
+        manifest.contains(&interface.display().to_string()),
+        "the path dependency was rewritten"
+    );
+
+    let nested = super::deps_dir()
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .join("nested");
+    let krate = nested.join("readme-hello");
+    fs::create_dir_all(krate.join("src")).unwrap();
+    // Its own workspace: it lives under this repository's target dir.
+    write_if_changed(
+        &krate.join("Cargo.toml"),
+        &format!("{manifest}\n[workspace]\n"),
+    );
+    write_if_changed(&krate.join("src/lib.rs"), &lib_rs);
+    fs::copy(root.join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
+    cargo_build(&krate.join("Cargo.toml"), &nested.join("target"));
+    let lib = nested.join("target/release").join(format!(
+        "{}hello{}",
+        std::env::consts::DLL_PREFIX,
+        std::env::consts::DLL_SUFFIX
+    ));
+    assert!(lib.exists(), "{} was not built", lib.display());
+    lib
+}
+
+fn cargo_build(manifest: &Path, target_dir: &Path) {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--offline",
+            "--quiet",
+            "--manifest-path",
+        ])
+        .arg(manifest)
+        .env("CARGO_TARGET_DIR", target_dir)
+        .env_remove("RUSTFLAGS")
+        .status()
+        .expect("running the nested cargo build");
+    assert!(status.success(), "building {} failed", manifest.display());
+}
+
 /// The `drift` plugin library (built once per test run, incrementally
 /// across runs).
 pub fn drift_plugin() -> PathBuf {
