@@ -32,6 +32,7 @@ pub mod library;
 pub mod path;
 pub mod trust;
 
+pub use engine::routes;
 pub use engine::{
     stats_table, AdapterStatus, Engine, EngineBuilder, EngineConfig, EngineError, Handle,
     LoadReport, Loaded, PluginCounters, PluginState, PluginStatus, Scope, SubmitError, Unmatched,

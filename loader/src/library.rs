@@ -129,6 +129,15 @@ impl PluginCandidate {
     pub(crate) fn instantiate(&self, host: HostBox) -> Result<PluginBox, ExtError> {
         (self.init)(host).into_result()
     }
+
+    /// Initialises the plugin outside an engine, with this configuration
+    /// and no data directory: for tools and benchmarks that call it directly.
+    pub fn instantiate_standalone(&self, config_json: &str) -> Result<PluginBox, ExtError> {
+        self.instantiate(crate::engine::standalone_host(
+            &self.manifest.name,
+            config_json,
+        ))
+    }
 }
 
 impl AdapterCandidate {
@@ -451,7 +460,7 @@ fn validate_name(what: &str, name: &str) -> Result<(), String> {
 
 /// Compiles a command pattern the way the router matches it: anchored at
 /// the start of the command text.
-pub(crate) fn compile_pattern(pattern: &str) -> Result<Regex, regex::Error> {
+pub fn compile_pattern(pattern: &str) -> Result<Regex, regex::Error> {
     Regex::new(&anchored(pattern))
 }
 

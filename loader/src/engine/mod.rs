@@ -15,7 +15,7 @@ mod builtins;
 mod health;
 mod host;
 mod router;
-mod routes;
+pub mod routes;
 pub mod shutdown;
 mod supervisor;
 mod switches;
@@ -426,6 +426,10 @@ impl EngineBuilder {
     }
 }
 
+pub(crate) fn standalone_host(name: &str, config_json: &str) -> plugboard_interface::host::HostBox {
+    host::host(name, config_json.to_owned(), None, None)
+}
+
 /// `<data_dir>/<plugins|adapters>/<name>`, created; `None` without a data
 /// dir or if it cannot be created (logged: the extension runs stateless).
 fn extension_data_dir(data_dir: Option<&Path>, kind: Kind, name: &str) -> Option<String> {
@@ -746,6 +750,7 @@ impl Engine {
                 shared: Arc::clone(&shared),
                 execution: execution_rx.clone(),
                 slot: Arc::clone(&slot),
+                matched: Default::default(),
             };
             workers.push((slot, spawn(format!("worker-{i}"), move || worker.run())?));
         }

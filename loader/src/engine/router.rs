@@ -10,7 +10,7 @@
 //! bigger, which amortises the hand-offs.
 
 use std::collections::hash_map::{Entry, HashMap};
-use std::hash::{Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 
 use crossbeam_channel::{never, select, Receiver, Sender};
 
@@ -26,9 +26,10 @@ pub(crate) struct Batch {
 }
 
 /// The conversation key. Two conversations that collide on the hash are
-/// merely serialised together: ordering stays correct.
+/// merely serialised together: ordering stays correct, so a fast
+/// non-cryptographic hash (FNV-1a) is enough.
 pub(crate) fn conversation_key(inbound: &Inbound) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
     inbound.adapter.hash(&mut h);
     inbound
         .message
@@ -38,6 +39,43 @@ pub(crate) fn conversation_key(inbound: &Inbound) -> u64 {
         .hash(&mut h);
     inbound.message.identity.as_str().hash(&mut h);
     h.finish()
+}
+
+/// FNV-1a, 64-bit.
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// The router's map is keyed by conversation keys, which are hashes
+/// already: hashing them again would be wasted work.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used for `u64` keys; fold anything else.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 pub(crate) struct Router {
@@ -76,7 +114,8 @@ impl Router {
     pub fn run(self) {
         // Present key = a batch of that conversation is in flight; the value
         // is its backlog.
-        let mut busy: HashMap<u64, Vec<Inbound>> = HashMap::new();
+        let mut busy: HashMap<u64, Vec<Inbound>, BuildHasherDefault<KeyHasher>> =
+            HashMap::default();
         let mut pending = 0usize;
         let mut intake_open = true;
         let closed = never();

@@ -1,19 +1,28 @@
 //! The command routing table: every command pattern of every plugin, matched
 //! in one pass with a `RegexSet`.
+//!
+//! Public so that it can be benchmarked and reused; the engine builds one
+//! from the loaded plugins' manifests.
 
-use regex::{CaptureLocations, Regex, RegexSet};
+use regex::{CaptureLocations, Regex, RegexSet, RegexSetBuilder};
+
+pub use crate::library::compile_pattern;
 
 /// One command of one plugin.
-pub(crate) struct Route {
+pub struct Route {
+    /// Index of the plugin, in load order.
     pub plugin: usize,
+    /// Index of the command in the plugin's manifest.
     pub command: u32,
+    /// The anchored pattern.
     pub regex: Regex,
 }
 
 /// All routes, in plugin-load order then manifest order: the order in which
 /// a command text's matches run and their replies are delivered.
-pub(crate) struct Routes {
+pub struct Routes {
     set: RegexSet,
+    /// The routes, in matching order.
     pub routes: Vec<Route>,
 }
 
@@ -35,13 +44,25 @@ impl Routes {
         }
         // The individual regexes were compiled anchored (`^(?:...)`), so
         // their source is exactly what the set must match.
-        let set = RegexSet::new(routes.iter().map(|r| r.regex.as_str()))?;
+        // Hundreds of patterns overflow the lazy DFA's default cache, and the
+        // set then falls back to a much slower engine; give it room.
+        let set = RegexSetBuilder::new(routes.iter().map(|r| r.regex.as_str()))
+            .dfa_size_limit(64 << 20)
+            .build()?;
         Ok(Routes { set, routes })
     }
 
     /// Indices of the routes whose pattern matches `text`, in route order.
     pub fn matching(&self, text: &str) -> regex::SetMatchesIntoIter {
         self.set.matches(text).into_iter()
+    }
+
+    /// Like [`Routes::matching`], into a caller-owned buffer (one `bool` per
+    /// route, allocated once): the allocation-free form the workers use.
+    pub fn matching_into(&self, text: &str, matched: &mut Vec<bool>) {
+        matched.clear();
+        matched.resize(self.routes.len(), false);
+        self.set.matches_read_at(matched, text, 0);
     }
 
     /// Fresh capture buffers, one per route (a worker keeps its own).

@@ -133,6 +133,7 @@ impl Supervisor {
             shared: Arc::clone(&self.shared),
             execution: self.execution.clone(),
             slot: Arc::clone(&slot),
+            matched: Default::default(),
         };
         self.spawned += 1;
         let name = format!("worker-r{}", self.spawned);

@@ -175,6 +175,8 @@ pub(crate) struct Worker {
     pub shared: Arc<Shared>,
     pub execution: Receiver<Batch>,
     pub slot: Arc<Slot>,
+    /// Scratch for `RegexSet` matching, reused for every message.
+    pub matched: std::cell::RefCell<Vec<bool>>,
 }
 
 impl Worker {
@@ -217,7 +219,11 @@ impl Worker {
             return;
         }
         let before = queue.len();
-        for index in self.shared.routes.matching(command_text(&message)) {
+        let mut matched = self.matched.borrow_mut();
+        self.shared
+            .routes
+            .matching_into(command_text(&message), &mut matched);
+        for (index, _) in matched.iter().enumerate().filter(|(_, m)| **m) {
             queue.push_back(Step {
                 message: Arc::clone(&message),
                 action: Action::Call(index),
