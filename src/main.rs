@@ -48,6 +48,17 @@ enum Command {
     },
     /// Show every library on the load path and whether it would load.
     List,
+    /// Drive the real engine and libraries with the standard mixed workload
+    /// (through the same path as the REPL) and report lines/s, replies/s,
+    /// latency p50/p99/max, peak RSS, reorders and losses.
+    Bench {
+        /// Input lines to generate.
+        #[arg(long, default_value_t = 1_000_000)]
+        lines: u64,
+        /// Offered load in lines per second (0: as fast as possible).
+        #[arg(long, default_value_t = 0)]
+        rate: u64,
+    },
 }
 
 /// Options every subcommand understands.
@@ -181,6 +192,30 @@ fn run() -> anyhow::Result<ExitCode> {
         Some(Command::List) => {
             let failed = plugboard_demo::inspect::list(&load_path, &trust, &mut io::stdout())?;
             Ok(if failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Some(Command::Bench { lines, rate }) => {
+            let options = plugboard_demo::Options {
+                load_path,
+                trust,
+                // Replies to unmatched commands count as output like in the REPL.
+                engine: EngineConfig {
+                    unmatched: Unmatched::Reply,
+                    ..EngineConfig::default()
+                },
+                ..plugboard_demo::Options::default()
+            };
+            let report = plugboard_demo::loadgen::run(
+                &options,
+                plugboard_demo::loadgen::Load { lines, rate },
+            )
+            .context("load generator")?;
+            println!("{report}");
+            let clean = report.reorders == 0 && report.replies == report.expected;
+            Ok(if clean {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE

@@ -808,3 +808,18 @@ mod kit {
         plugboard::config::FileConfig::load(std::path::Path::new(example)).unwrap();
     }
 }
+
+/// The load generator runs the real path and accounts for every reply.
+#[test]
+fn the_load_generator_reports_no_reorders_and_no_losses() {
+    let dir = load_path();
+    let out = plugboard()
+        .args(["bench", "--lines", "20000", "-L", dir.0.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("replies:    16000 = "), "{stdout}");
+    assert!(stdout.contains("reorders:   0\nlosses:     0"), "{stdout}");
+    assert!(stdout.contains("latency:    p50 "), "{stdout}");
+}

@@ -13,6 +13,7 @@
 //! - [`client`]: the mock clients and the stdout printer thread.
 //! - [`input`]: stdin read by a thread in blocks, interruptible by signals.
 //! - [`inspect`]: `plugboard check` and `plugboard list`.
+//! - [`loadgen`]: `plugboard bench`, the load generator.
 //! - [`run`]: load, print the startup summary, demultiplex, shut down.
 //!
 //! # Key design decision: nothing typed is lost
@@ -27,6 +28,7 @@ pub mod client;
 pub mod input;
 pub mod inspect;
 pub mod line;
+pub mod loadgen;
 
 use std::collections::HashMap;
 use std::io::{self, Write};
