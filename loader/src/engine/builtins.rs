@@ -42,12 +42,7 @@ const USAGE: &str = "built-in: !help [plugin], !plugins; admins: !stats, !enable
 pub(crate) fn run(shared: &Shared, builtin: Builtin, message: &Inbound, text: &str) -> String {
     let args: Vec<&str> = text.split_whitespace().skip(1).collect();
     let adapter = shared.adapter_names[message.adapter as usize].as_str();
-    let room = message
-        .message
-        .room
-        .as_ref()
-        .map(|r| r.as_str())
-        .into_option();
+    let room = message.room();
     let admin = shared
         .admins
         .iter()

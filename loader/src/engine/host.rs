@@ -22,6 +22,13 @@ pub(crate) struct Inbound {
     pub message: RawMessage,
 }
 
+impl Inbound {
+    /// The room the message was written in, if any.
+    pub fn room(&self) -> Option<&str> {
+        self.message.room.as_ref().map(|r| r.as_str()).into_option()
+    }
+}
+
 /// The engine's intake: a door in front of the ingress channel.
 ///
 /// Every producer (each adapter's sink, the embedder's [`Handle`](super::Handle))

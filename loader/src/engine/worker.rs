@@ -320,12 +320,7 @@ impl Worker {
             }
         }
         let adapter_name = shared.adapter_names[message.adapter as usize].as_str();
-        let room = message
-            .message
-            .room
-            .as_ref()
-            .map(|r| r.as_str())
-            .into_option();
+        let room = message.room();
         if let Some(scope) = shared.switches.disabled(&plugin.name, adapter_name, room) {
             return Ok(Some(
                 format!("`{}` is disabled {scope}", plugin.name).into(),
