@@ -173,8 +173,15 @@ pub fn run(
     };
     // Feeds of adapters that failed init are useless; keep the running ones.
     let mut feeds = std::mem::take(&mut *lock(&created));
-    let running: Vec<&str> = engine.adapter_names().collect();
-    feeds.retain(|name, _| running.contains(&name.as_str()));
+    // Only adapters that took their mock client read the REPL's input; the
+    // others (a real IRC adapter, say) talk to their own platform.
+    let reading = &engine.report().took_client;
+    let elsewhere: Vec<String> = engine
+        .adapter_names()
+        .filter(|a| !reading.iter().any(|r| r == a))
+        .map(str::to_owned)
+        .collect();
+    feeds.retain(|name, _| reading.contains(name));
     write_summary(&mut diag, &options.load_path, engine.report(), &engine)?;
     diag.flush()?;
     if options.strict && !engine.report().failures.is_empty() {
@@ -236,6 +243,15 @@ pub fn run(
             writeln!(
                 diag,
                 "error: stdin:{n}: `!` needs a command name, e.g. `!bacon`; skipped"
+            )?;
+            continue;
+        }
+        if elsewhere.iter().any(|a| a == line.adapter) {
+            summary.rejected += 1;
+            writeln!(
+                diag,
+                "error: stdin:{n}: adapter `{}` talks to its own platform, not to this REPL; skipped",
+                line.adapter
             )?;
             continue;
         }

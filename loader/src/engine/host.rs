@@ -143,6 +143,7 @@ struct HostInner {
     config_json: String,
     data_dir: Option<String>,
     client: Mutex<Option<ClientBox>>,
+    client_taken: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Host for EngineHost {
@@ -159,7 +160,13 @@ impl Host for EngineHost {
         // is dropped with the adapter, not kept alive by this host object
         // (which the logging bridge keeps for the life of the library).
         let mut client = self.inner.client.lock().unwrap_or_else(|p| p.into_inner());
-        client.take().into()
+        let taken = client.take();
+        if taken.is_some() {
+            self.inner
+                .client_taken
+                .store(true, std::sync::atomic::Ordering::Release);
+        }
+        taken.into()
     }
 
     fn data_dir(&self) -> ROption<RString> {
@@ -190,15 +197,28 @@ pub(crate) fn host(
     data_dir: Option<String>,
     client: Option<ClientBox>,
 ) -> HostBox {
-    Host_TO::from_ptr(
+    host_tracking_client(name, config_json, data_dir, client).0
+}
+
+/// A host, and a flag that turns true when the extension takes its client.
+pub(crate) fn host_tracking_client(
+    name: &str,
+    config_json: String,
+    data_dir: Option<String>,
+    client: Option<ClientBox>,
+) -> (HostBox, Arc<std::sync::atomic::AtomicBool>) {
+    let taken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let host = Host_TO::from_ptr(
         RArc::new(EngineHost {
             inner: Arc::new(HostInner {
                 name: name.to_owned(),
                 config_json,
                 data_dir,
                 client: Mutex::new(client),
+                client_taken: Arc::clone(&taken),
             }),
         }),
         TD_Opaque,
-    )
+    );
+    (host, taken)
 }

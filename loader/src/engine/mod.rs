@@ -176,6 +176,10 @@ pub struct LoadReport {
     pub loaded: Vec<Loaded>,
     /// Everything that failed, one entry each.
     pub failures: Vec<LoadError>,
+    /// Adapters that took the platform client injected for them (see
+    /// [`EngineBuilder::clients`]); the others talk to their platform
+    /// themselves.
+    pub took_client: Vec<String>,
 }
 
 /// The engine could not start at all (as opposed to one extension failing,
@@ -336,6 +340,7 @@ impl EngineBuilder {
         let mut first_seen: HashMap<(Kind, String), Source> = HashMap::new();
         let mut plugins: Vec<(LivePlugin, Vec<regex::Regex>)> = Vec::new();
         let mut adapters: Vec<(AdapterManifest, AdapterBox)> = Vec::new();
+        let mut took_client = Vec::new();
 
         for candidate in candidates {
             let key = (candidate.kind(), candidate.name().to_owned());
@@ -387,8 +392,14 @@ impl EngineBuilder {
                     }),
                 Candidate::Adapter(a) => {
                     let client = clients.as_ref().and_then(|f| f(&a.manifest));
-                    a.instantiate(host::host(&key.1, config_json, data_dir, client))
-                        .map(|obj| adapters.push((a.manifest.clone(), obj)))
+                    let (host, taken) =
+                        host::host_tracking_client(&key.1, config_json, data_dir, client);
+                    a.instantiate(host).map(|obj| {
+                        if taken.load(std::sync::atomic::Ordering::Acquire) {
+                            took_client.push(key.1.clone());
+                        }
+                        adapters.push((a.manifest.clone(), obj))
+                    })
                 }
             };
             match started {
@@ -415,7 +426,11 @@ impl EngineBuilder {
 
         let routes =
             Routes::new(plugins.iter().map(|(_, p)| p.as_slice())).map_err(EngineError::Routes)?;
-        let report = LoadReport { loaded, failures };
+        let report = LoadReport {
+            loaded,
+            failures,
+            took_client,
+        };
         Engine::spawn(
             config,
             plugins.into_iter().map(|(p, _)| p).collect(),
