@@ -823,3 +823,47 @@ fn the_load_generator_reports_no_reorders_and_no_losses() {
     assert!(stdout.contains("reorders:   0\nlosses:     0"), "{stdout}");
     assert!(stdout.contains("latency:    p50 "), "{stdout}");
 }
+
+/// `examples/embed.rs`: a bot embedding the engine, with its own adapter and
+/// plugins from a directory, ends cleanly at end of input. (`cargo test`
+/// builds the examples; the test runs the built one.)
+#[test]
+fn the_embedding_example_answers_and_shuts_down_cleanly() {
+    let exe = std::env::current_exe().unwrap();
+    let example = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples")
+        .join("embed");
+    assert!(
+        example.exists(),
+        "{} was not built (run the whole `cargo test`)",
+        example.display()
+    );
+    let dir = load_path_with(&[]);
+    let mut child = Command::new(&example)
+        .arg(&dir.0)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"!bacon\n!bacon friend\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        lines(&out.stdout),
+        [
+            "bot> gives you a strip of delicious bacon.",
+            "bot> gives friend a strip of delicious bacon as a gift from you",
+        ]
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("plugins: bacon"));
+}

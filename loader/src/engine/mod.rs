@@ -656,6 +656,8 @@ pub struct Engine {
     handle: Handle,
     listeners: Vec<(usize, JoinHandle<()>)>,
     listeners_done: Receiver<usize>,
+    /// Which adapters' `listen` has returned.
+    returned: Vec<bool>,
     /// Router and egress threads, which end by disconnection.
     pipeline: Vec<(String, JoinHandle<()>)>,
     /// Each pipeline thread drops its clone when it ends.
@@ -844,6 +846,7 @@ impl Engine {
             adapters: running,
             handle_gate,
             handle,
+            returned: vec![false; listeners.len()],
             listeners,
             listeners_done,
             pipeline,
@@ -880,6 +883,21 @@ impl Engine {
         self.stop()
     }
 
+    /// Runs until every adapter's `listen` has returned by itself (its
+    /// platform closed), then shuts down gracefully: the main loop of a bot
+    /// whose adapters end on their own. Returns what [`Engine::shutdown`]
+    /// returns.
+    pub fn serve(mut self) -> bool {
+        while self.returned.iter().any(|r| !r) {
+            match self.listeners_done.recv() {
+                Ok(index) => self.returned[index] = true,
+                // Every listener thread is gone.
+                Err(_) => break,
+            }
+        }
+        self.stop()
+    }
+
     fn stop(&mut self) -> bool {
         if std::mem::replace(&mut self.stopped, true) {
             return true;
@@ -892,13 +910,14 @@ impl Engine {
             }
         }
         let deadline = Instant::now() + self.config.listen_grace;
-        let mut returned = vec![false; self.adapters.len()];
+        let returned = &mut self.returned;
         while returned.iter().any(|r| !r) {
             match self.listeners_done.recv_deadline(deadline) {
                 Ok(index) => returned[index] = true,
                 Err(_) => break,
             }
         }
+        let returned = self.returned.clone();
         for (index, thread) in self.listeners.drain(..) {
             if returned[index] {
                 // It has sent its last message, so it is about to return.
