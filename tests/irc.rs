@@ -291,3 +291,71 @@ fn the_bot_answers_in_channel_splits_long_replies_and_survives_a_server_restart(
     );
     assert!(engine.shutdown());
 }
+
+/// The adapter's protocol helpers and flood arithmetic. (They live here, not
+/// in the adapter crate, because `cargo test` at the root tests the default
+/// members, and the adapter is deliberately not one: it would fail to start,
+/// unconfigured, on the quick start's default load path.)
+mod protocol {
+    use std::time::{Duration, Instant};
+
+    use plugboard_ircnet::proto::{max_text_bytes, sanitize, split, Line};
+    use plugboard_ircnet::Bucket;
+
+    #[test]
+    fn parses_server_lines() {
+        let l = Line::parse(":nelsk!~n@host PRIVMSG #rust :!bacon friend\r\n").unwrap();
+        assert_eq!(l.nick(), Some("nelsk"));
+        assert_eq!(l.command, "PRIVMSG");
+        assert_eq!(l.params, ["#rust", "!bacon friend"]);
+        let ping = Line::parse("PING :irc.test").unwrap();
+        assert_eq!(
+            (ping.prefix, ping.command, ping.params),
+            (None, "PING", vec!["irc.test"])
+        );
+        let welcome = Line::parse(":irc.test 001 plugbot :Welcome").unwrap();
+        assert_eq!(welcome.command, "001");
+        assert_eq!(welcome.params, ["plugbot", "Welcome"]);
+        assert_eq!(Line::parse(""), None);
+        assert_eq!(Line::parse(":onlyprefix"), None);
+    }
+
+    #[test]
+    fn splits_long_and_multi_line_text() {
+        assert_eq!(split("short", 10), ["short"]);
+        assert_eq!(split("one two three four", 9), ["one two", "three", "four"]);
+        assert_eq!(split("abcdefghij", 4), ["abcd", "efgh", "ij"]);
+        assert_eq!(split("a\n\nb\r\n", 10), ["a", "b"]);
+        for piece in split(&"é".repeat(300), 101) {
+            assert!(piece.len() <= 101);
+        }
+        let max = max_text_bytes("plugbot", "#test");
+        let line = format!(
+            ":plugbot!{}@{} PRIVMSG #test :{}\r\n",
+            "u".repeat(10),
+            "h".repeat(63),
+            "x".repeat(max)
+        );
+        assert!(line.len() <= 512, "{}", line.len());
+        assert_eq!(sanitize("a\rb\0c"), "abc");
+    }
+
+    #[test]
+    fn the_bucket_allows_a_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let mut b = Bucket::new(3.0, t0);
+        let ms = Duration::from_millis;
+        // A burst of 3 goes at once, then one every 1/rate (rate 2: 500 ms).
+        assert_eq!(b.take(t0, 3.0, 2.0), ms(0));
+        assert_eq!(b.take(t0, 3.0, 2.0), ms(0));
+        assert_eq!(b.take(t0, 3.0, 2.0), ms(0));
+        assert_eq!(b.take(t0, 3.0, 2.0), ms(500));
+        assert_eq!(b.take(t0, 3.0, 2.0), ms(1000));
+        // After a quiet spell the bucket refills, up to the burst only.
+        let later = t0 + Duration::from_secs(60);
+        for _ in 0..3 {
+            assert_eq!(b.take(later, 3.0, 2.0), ms(0));
+        }
+        assert_eq!(b.take(later, 3.0, 2.0), ms(500));
+    }
+}

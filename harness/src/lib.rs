@@ -199,7 +199,10 @@ impl TestBot {
 
     /// The engine's handle (plugin states and counters).
     pub fn handle(&self) -> Handle {
-        self.engine.as_ref().expect("the engine runs until the bot is dropped or restarted").handle()
+        self.engine
+            .as_ref()
+            .expect("the engine runs until the bot is dropped or restarted")
+            .handle()
     }
 
     /// Stops the engine gracefully and starts a new one with the same

@@ -100,14 +100,23 @@ const SEND_WAIT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(200);
 
 /// A token bucket: `burst` messages at once, then `rate` per second.
-struct Bucket {
+#[derive(Debug, Clone)]
+pub struct Bucket {
     tokens: f64,
     last: Instant,
 }
 
 impl Bucket {
+    /// A full bucket at `now`.
+    pub fn new(burst: f64, now: Instant) -> Bucket {
+        Bucket {
+            tokens: burst,
+            last: now,
+        }
+    }
+
     /// Takes a token at `now`; returns how long the sender must wait first.
-    fn take(&mut self, now: Instant, burst: f64, rate: f64) -> Duration {
+    pub fn take(&mut self, now: Instant, burst: f64, rate: f64) -> Duration {
         self.tokens = (self.tokens + now.saturating_duration_since(self.last).as_secs_f64() * rate)
             .min(burst);
         self.last = now;
@@ -327,10 +336,7 @@ impl Adapter for IrcNet {
             config,
             changed: Condvar::new(),
             stopping: AtomicBool::new(false),
-            bucket: Mutex::new(Bucket {
-                tokens: burst,
-                last: Instant::now(),
-            }),
+            bucket: Mutex::new(Bucket::new(burst, Instant::now())),
         })
     }
 
@@ -394,30 +400,3 @@ impl Adapter for IrcNet {
 }
 
 export_adapter!(IrcNet);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_bucket_allows_a_burst_then_the_rate() {
-        let t0 = Instant::now();
-        let mut b = Bucket {
-            tokens: 3.0,
-            last: t0,
-        };
-        let ms = |n| Duration::from_millis(n);
-        // A burst of 3 goes at once, then one every 1/rate (rate 2: 500 ms).
-        assert_eq!(b.take(t0, 3.0, 2.0), ms(0));
-        assert_eq!(b.take(t0, 3.0, 2.0), ms(0));
-        assert_eq!(b.take(t0, 3.0, 2.0), ms(0));
-        assert_eq!(b.take(t0, 3.0, 2.0), ms(500));
-        assert_eq!(b.take(t0, 3.0, 2.0), ms(1000));
-        // After a quiet spell the bucket refills, up to the burst only.
-        let later = t0 + Duration::from_secs(60);
-        for _ in 0..3 {
-            assert_eq!(b.take(later, 3.0, 2.0), ms(0));
-        }
-        assert_eq!(b.take(later, 3.0, 2.0), ms(500));
-    }
-}
