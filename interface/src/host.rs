@@ -166,8 +166,15 @@ impl Context {
     /// This extension's configuration, deserialized. An empty configuration
     /// is `{}`, so a struct whose fields all have defaults always loads.
     pub fn config<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        serde_json::from_str(self.config_json())
-            .map_err(|e| Error::config(format!("config of `{}`: {e}", self.name())))
+        serde_json::from_str(self.config_json()).map_err(|e| {
+            // The operator wrote TOML, not this JSON: its positions mean
+            // nothing to them, the key names do.
+            let message = e.to_string();
+            let message = message
+                .rfind(" at line ")
+                .map_or(message.as_str(), |i| &message[..i]);
+            Error::config(format!("config of `{}`: {message}", self.name()))
+        })
     }
 
     /// A directory to keep state in across restarts (the engine creates it;
