@@ -188,7 +188,7 @@ mod engine {
     use plugboard_interface::prelude::*;
     use plugboard_loader::{Engine, EngineConfig, Kind, LoadErrorKind, SubmitError, Unmatched};
 
-    use crate::support::{lib, TestClient};
+    use crate::support::lib;
 
     /// An in-process plugin exercising every kind of command outcome.
     struct Probe;
@@ -256,8 +256,7 @@ mod engine {
     }
 
     fn engine(workers: usize) -> (Engine, crate::support::Feed, crate::support::Replies) {
-        let (feed, client, replies) = TestClient::triple();
-        let engine = Engine::builder(EngineConfig {
+        let builder = Engine::builder(EngineConfig {
             workers,
             unmatched: Unmatched::Reply,
             ..EngineConfig::default()
@@ -265,16 +264,8 @@ mod engine {
         .library(&lib("plugboard_bacon"))
         .library(&lib("plugboard_discord"))
         .plugin::<Probe>()
-        .plugin::<Second>()
-        .clients(move |_| Some(client.clone()))
-        .start()
-        .unwrap();
-        assert!(
-            engine.report().failures.is_empty(),
-            "{:?}",
-            engine.report().failures
-        );
-        (engine, feed, replies)
+        .plugin::<Second>();
+        crate::support::start(builder)
     }
 
     #[test]
@@ -643,7 +634,6 @@ mod faults {
         libs: &[&str],
         configure: impl FnOnce(plugboard_loader::EngineBuilder) -> plugboard_loader::EngineBuilder,
     ) -> (Engine, crate::support::Feed, crate::support::Replies) {
-        let (feed, client, replies) = TestClient::triple();
         let mut builder = Engine::builder(EngineConfig {
             workers: 2,
             unmatched: Unmatched::Reply,
@@ -654,16 +644,7 @@ mod faults {
         for name in libs {
             builder = builder.library(&lib(name));
         }
-        let engine = configure(builder)
-            .clients(move |m| (m.name.as_str() == "discord").then(|| client.clone()))
-            .start()
-            .unwrap();
-        assert!(
-            engine.report().failures.is_empty(),
-            "{:?}",
-            engine.report().failures
-        );
-        (engine, feed, replies)
+        crate::support::start(configure(builder))
     }
 
     #[test]

@@ -147,6 +147,24 @@ impl TestClient {
     }
 }
 
+/// Starts `builder` with a [`TestClient`] injected into the `discord`
+/// adapter; every extension must load.
+pub fn start(
+    builder: plugboard_loader::EngineBuilder,
+) -> (plugboard_loader::Engine, Feed, Replies) {
+    let (feed, client, replies) = TestClient::triple();
+    let engine = builder
+        .clients(move |m| (m.name.as_str() == "discord").then(|| client.clone()))
+        .start()
+        .unwrap();
+    assert!(
+        engine.report().failures.is_empty(),
+        "{:?}",
+        engine.report().failures
+    );
+    (engine, feed, replies)
+}
+
 type Record = (log::Level, String, String);
 
 struct Capture(Mutex<Vec<Record>>);

@@ -115,11 +115,7 @@ fn build_readme_plugin() -> PathBuf {
         "the path dependency was rewritten"
     );
 
-    let nested = super::deps_dir()
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps")
-        .join("nested");
+    let nested = nested_dir();
     let krate = nested.join("readme-hello");
     fs::create_dir_all(krate.join("src")).unwrap();
     // Its own workspace: it lives under this repository's target dir.
@@ -129,32 +125,45 @@ fn build_readme_plugin() -> PathBuf {
     );
     write_if_changed(&krate.join("src/lib.rs"), &lib_rs);
     fs::copy(root.join("Cargo.lock"), krate.join("Cargo.lock")).unwrap();
-    cargo_build(&krate.join("Cargo.toml"), &nested.join("target"));
-    let lib = nested.join("target/release").join(format!(
-        "{}hello{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    ));
-    assert!(lib.exists(), "{} was not built", lib.display());
-    lib
+    cargo_build(&krate.join("Cargo.toml"), &nested, true, "hello")
 }
 
-fn cargo_build(manifest: &Path, target_dir: &Path) {
+/// Builds the workspace of `manifest` into `<nested>/target`, offline, and
+/// returns the path of its library `name`.
+fn cargo_build(manifest: &Path, nested: &Path, release: bool, name: &str) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--offline",
-            "--quiet",
-            "--manifest-path",
-        ])
+    let mut command = Command::new(cargo);
+    command.args(["build", "--offline", "--quiet"]);
+    if release {
+        command.arg("--release");
+    }
+    let status = command
+        .arg("--manifest-path")
         .arg(manifest)
-        .env("CARGO_TARGET_DIR", target_dir)
+        .env("CARGO_TARGET_DIR", nested.join("target"))
         .env_remove("RUSTFLAGS")
         .status()
         .expect("running the nested cargo build");
     assert!(status.success(), "building {} failed", manifest.display());
+    let lib = nested
+        .join("target")
+        .join(if release { "release" } else { "debug" })
+        .join(format!(
+            "{}{name}{}",
+            std::env::consts::DLL_PREFIX,
+            std::env::consts::DLL_SUFFIX
+        ));
+    assert!(lib.exists(), "{} was not built", lib.display());
+    lib
+}
+
+/// `target/nested`, beside this profile's output.
+fn nested_dir() -> PathBuf {
+    super::deps_dir()
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .join("nested")
 }
 
 /// The `drift` plugin library (built once per test run, incrementally
@@ -205,11 +214,7 @@ pub fn future_plugin() -> PathBuf {
 
 fn build(name: &str, mutate: impl FnOnce(&Path)) -> PathBuf {
     let root = workspace_root();
-    let nested = super::deps_dir()
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps")
-        .join("nested");
+    let nested = nested_dir();
     let ws = nested.join(format!("{name}-ws"));
 
     // The interface, copied and mutated.
@@ -256,20 +261,5 @@ fn build(name: &str, mutate: impl FnOnce(&Path)) -> PathBuf {
     // downloaded by the outer build: the nested build needs no network.
     fs::copy(root.join("Cargo.lock"), ws.join("Cargo.lock")).unwrap();
 
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
-        .args(["build", "--offline", "--quiet", "--manifest-path"])
-        .arg(ws.join("Cargo.toml"))
-        .env("CARGO_TARGET_DIR", nested.join("target"))
-        .env_remove("RUSTFLAGS")
-        .status()
-        .expect("running the nested cargo build");
-    assert!(status.success(), "building the {name} fixture failed");
-    let lib = nested.join("target/debug").join(format!(
-        "{}{name}{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    ));
-    assert!(lib.exists(), "{} was not built", lib.display());
-    lib
+    cargo_build(&ws.join("Cargo.toml"), &nested, false, name)
 }
