@@ -441,6 +441,60 @@ mod engine {
         assert_eq!(TICKER_SENT.load(Ordering::SeqCst), 10);
     }
 
+    /// An adapter that listens until stopped, for `serve`.
+    struct Waiter {
+        stop: std::sync::Mutex<bool>,
+        stopped: std::sync::Condvar,
+    }
+
+    impl Adapter for Waiter {
+        fn info() -> AdapterInfo {
+            AdapterInfo::new("waiter", "1.0.0")
+        }
+        fn init(_: &Context) -> Result<Self, Error> {
+            Ok(Waiter {
+                stop: std::sync::Mutex::new(false),
+                stopped: std::sync::Condvar::new(),
+            })
+        }
+        fn listen(&self, sink: &Sink) -> Result<(), Error> {
+            sink.push(RawMessage::new(None, "w", "!seq 7"))?;
+            let guard = self.stop.lock().unwrap();
+            drop(self.stopped.wait_while(guard, |stop| !*stop).unwrap());
+            Ok(())
+        }
+        fn send(&self, reply: &Outgoing<'_>) -> Result<(), Error> {
+            assert_eq!(reply.text(), "7");
+            Ok(())
+        }
+        fn stop(&self) {
+            *self.stop.lock().unwrap() = true;
+            self.stopped.notify_all();
+        }
+    }
+
+    #[test]
+    fn serve_runs_until_a_handle_requests_shutdown() {
+        let engine = Engine::builder(EngineConfig::default())
+            .plugin::<Probe>()
+            .adapter::<Waiter>()
+            .start()
+            .unwrap();
+        let handle = engine.handle();
+        let server = std::thread::spawn(move || engine.serve());
+        handle.request_shutdown();
+        assert!(server.join().unwrap(), "a clean, drained shutdown");
+        let probe = handle
+            .plugins()
+            .into_iter()
+            .find(|p| p.name == "probe")
+            .unwrap();
+        assert_eq!(
+            probe.counters.calls, 1,
+            "the command pushed before the stop was answered"
+        );
+    }
+
     /// An adapter whose init fails (no client injected) is reported; the
     /// rest of the engine runs.
     #[test]

@@ -498,9 +498,14 @@ pub struct PluginStatus {
 #[derive(Clone)]
 pub struct Handle {
     gate: Arc<Gate>,
-    adapters: Arc<[(String, Arc<Health>)]>,
+    adapters: Arc<[HandleAdapter]>,
     shared: Arc<Shared>,
 }
+
+/// What a [`Handle`] knows of one adapter: name, health, and the adapter
+/// itself, weakly: a handle must not keep an adapter (and its connection,
+/// its injected client) alive after the engine has shut down.
+type HandleAdapter = (String, Arc<Health>, std::sync::Weak<AdapterBox>);
 
 /// Why a [`Handle`] call was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -533,7 +538,7 @@ impl Handle {
         let index = self
             .adapters
             .iter()
-            .position(|(a, _)| a == adapter)
+            .position(|(a, _, _)| a == adapter)
             .ok_or_else(|| SubmitError::UnknownAdapter(adapter.to_owned()))?;
         if !host::is_command(&message.content) {
             return Ok(());
@@ -568,7 +573,7 @@ impl Handle {
     pub fn adapters(&self) -> Vec<AdapterStatus> {
         self.adapters
             .iter()
-            .map(|(name, health)| AdapterStatus {
+            .map(|(name, health, _)| AdapterStatus {
                 name: name.clone(),
                 state: health.state(),
                 counters: health.counters(),
@@ -578,10 +583,10 @@ impl Handle {
 
     /// Re-enables a quarantined adapter's `send`.
     pub fn reinstate_adapter(&self, name: &str) -> Result<(), SubmitError> {
-        let (_, health) = self
+        let (_, health, _) = self
             .adapters
             .iter()
-            .find(|(a, _)| a == name)
+            .find(|(a, _, _)| a == name)
             .ok_or_else(|| SubmitError::UnknownAdapter(name.to_owned()))?;
         health.set_state(PluginState::Active);
         log::info!("adapter `{name}` is active again");
@@ -591,6 +596,21 @@ impl Handle {
     /// Re-enables a quarantined (or disabled) plugin.
     pub fn reinstate(&self, name: &str) -> Result<(), SubmitError> {
         self.set_plugin_state(name, PluginState::Active)
+    }
+
+    /// Asks every adapter to stop listening (their `stop`), from any thread:
+    /// the engine's owner, blocked in [`Engine::serve`], then finishes a
+    /// graceful shutdown. A bot's signal handler calls this.
+    pub fn request_shutdown(&self) {
+        for (name, _, adapter) in self.adapters.iter() {
+            // Gone: the engine has already shut down.
+            let Some(adapter) = adapter.upgrade() else {
+                continue;
+            };
+            if let Err(e) = adapter.stop().into_result() {
+                log::error!("adapter `{name}` failed to stop: {e}");
+            }
+        }
     }
 
     /// Worker threads currently stuck in plugin calls past their deadline.
@@ -718,7 +738,7 @@ impl Engine {
             let (egress_tx, egress_rx) = bounded(config.egress_capacity.max(1));
             egress_txs.push(egress_tx);
             let health = Arc::new(Health::default());
-            adapter_health.push((name.clone(), Arc::clone(&health)));
+            adapter_health.push((name.clone(), Arc::clone(&health), Arc::downgrade(&obj)));
             let egress = Egress {
                 adapter: Arc::clone(&obj),
                 name: name.clone(),
