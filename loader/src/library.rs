@@ -461,11 +461,7 @@ fn validate_name(what: &str, name: &str) -> Result<(), String> {
 /// Compiles a command pattern the way the router matches it: anchored at
 /// the start of the command text.
 pub fn compile_pattern(pattern: &str) -> Result<Regex, regex::Error> {
-    Regex::new(&anchored(pattern))
-}
-
-pub(crate) fn anchored(pattern: &str) -> String {
-    format!("^(?:{pattern})")
+    Regex::new(&format!("^(?:{pattern})"))
 }
 
 fn validate_plugin(manifest: &PluginManifest) -> Result<Vec<Regex>, String> {

@@ -52,13 +52,8 @@ impl Routes {
         Ok(Routes { set, routes })
     }
 
-    /// Indices of the routes whose pattern matches `text`, in route order.
-    pub fn matching(&self, text: &str) -> regex::SetMatchesIntoIter {
-        self.set.matches(text).into_iter()
-    }
-
-    /// Like [`Routes::matching`], into a caller-owned buffer (one `bool` per
-    /// route, allocated once): the allocation-free form the workers use.
+    /// Which routes match `text`, into a caller-owned buffer (one `bool` per
+    /// route, in route order; allocated once and reused by each worker).
     pub fn matching_into(&self, text: &str, matched: &mut Vec<bool>) {
         matched.clear();
         matched.resize(self.routes.len(), false);
@@ -107,7 +102,9 @@ mod tests {
                 .map(|p| p.iter().map(|&i| compile_pattern(FRAGMENTS[i]).unwrap()).collect())
                 .collect();
             let routes = Routes::new(compiled.iter().map(Vec::as_slice)).unwrap();
-            let fast: Vec<usize> = routes.matching(&text).collect();
+            let mut matched = Vec::new();
+            routes.matching_into(&text, &mut matched);
+            let fast: Vec<usize> = (0..matched.len()).filter(|&i| matched[i]).collect();
             let slow: Vec<usize> = routes
                 .routes
                 .iter()
