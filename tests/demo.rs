@@ -358,7 +358,9 @@ fn every_kind_of_bad_input_gets_a_message_and_the_repl_goes_on() {
     input.extend_from_slice(b"irc !bacon crlf\r\n"); // 10 CRLF: fine
     input.extend(std::iter::repeat_n(b'x', 10 * 1024 * 1024)); // 11 a 10 MB line
     input.extend_from_slice(b"\n");
-    input.extend_from_slice(b"irc !bacon last"); // 12 no final newline: fine
+    input.extend_from_slice(b"@alice !bacon\n"); // 12 no adapter name
+    input.extend_from_slice(b"irc@alice#room !bacon\n"); // 13 room after user
+    input.extend_from_slice(b"irc !bacon last"); // 14 no final newline: fine
     let out = run(
         &["-L", dir.0.to_str().unwrap(), "--max-line-bytes", "4096"],
         &[],
@@ -377,6 +379,8 @@ fn every_kind_of_bad_input_gets_a_message_and_the_repl_goes_on() {
         "error: stdin:8: the line contains control character U+0000; skipped",
         "error: stdin:9: the line contains control character U+001B; skipped",
         "error: stdin:11: the line is longer than 4096 bytes; skipped",
+        "error: stdin:12: the adapter name is missing (`<adapter>[#<room>][@<user>] <content>`)",
+        "error: stdin:13: unexpected `#` in the address (`<adapter>[#<room>][@<user>] <content>`)",
     ];
     for line in expect {
         assert!(

@@ -77,6 +77,7 @@ mod tests {
     use super::*;
     use crate::library::compile_pattern;
     use proptest::prelude::*;
+    use proptest::test_runner::RngSeed;
 
     const FRAGMENTS: [&str; 10] = [
         "bacon",
@@ -92,6 +93,12 @@ mod tests {
     ];
 
     proptest! {
+        // Deterministic unless `PROPTEST_RNG_SEED` is set: see line.rs's fuzz module.
+        #![proptest_config(ProptestConfig {
+            rng_seed: RngSeed::Fixed(0x9e37_79b9_7f4a_7c15),
+            ..ProptestConfig::default()
+        })]
+
         #[test]
         fn one_pass_routing_equals_a_loop_over_patterns(
             plugins in proptest::collection::vec(proptest::collection::vec(0..FRAGMENTS.len(), 0..5), 0..6),
