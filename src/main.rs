@@ -3,7 +3,7 @@
 //! with the environment and the config file, sets up logging, and maps
 //! outcomes to exit codes.
 
-use std::io::{self, IsTerminal};
+use std::io::{self, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -83,6 +83,18 @@ struct Common {
     /// Only load libraries whose SHA-256 is listed in FILE (`sha256sum` format).
     #[arg(long, value_name = "FILE", global = true)]
     allowlist: Option<PathBuf>,
+
+    /// Open libraries only in this process, without first opening each in a
+    /// short-lived child process (the pre-flight, which turns a library
+    /// that crashes, exits or hangs while loading into one failure line).
+    /// For trusted set-ups that want the last millisecond of startup.
+    #[arg(long, global = true)]
+    no_preflight: bool,
+
+    /// Seconds one library may take to load (its initialisers and
+    /// manifest) before it is reported as hung [default: 5].
+    #[arg(long, value_name = "SECS", global = true)]
+    load_deadline: Option<f64>,
 }
 
 /// Options of the REPL.
@@ -160,6 +172,9 @@ enum Full {
 }
 
 fn main() -> ExitCode {
+    // A pre-flight child (this binary, started by itself to open libraries
+    // at arm's length) never gets further than this.
+    plugboard::preflight::run_if_child();
     match run() {
         Ok(code) => code,
         Err(err) => {
@@ -175,12 +190,27 @@ fn run() -> anyhow::Result<ExitCode> {
     let file = load_config(cli.common.config.as_deref())?;
     let trust = trust(&cli.common, &file)?;
     let load_path = load_path(&cli.common.plugin_path, &file)?;
+    let preflight = if cli.common.no_preflight || file.trust.preflight == Some(false) {
+        None
+    } else {
+        let mut preflight =
+            plugboard::Preflight::current_exe().context("locating the plugboard executable")?;
+        if let Some(secs) = cli.common.load_deadline {
+            preflight = preflight.deadline(seconds("--load-deadline", secs)?);
+        }
+        Some(preflight)
+    };
+    // From here on, descriptor 1 is stderr: whatever an extension prints
+    // cannot mix with replies and reports, which go to `stdout` only.
+    let mut stdout =
+        plugboard_demo::output::reserve_stdout().context("setting up standard output")?;
     match cli.command {
         Some(Command::Check { libraries }) => {
             let invalid = plugboard_demo::inspect::check(
                 &libraries,
                 &trust,
-                &mut io::stdout(),
+                preflight.as_ref(),
+                &mut stdout,
                 &mut io::stderr(),
             )?;
             Ok(if invalid == 0 {
@@ -190,7 +220,8 @@ fn run() -> anyhow::Result<ExitCode> {
             })
         }
         Some(Command::List) => {
-            let failed = plugboard_demo::inspect::list(&load_path, &trust, &mut io::stdout())?;
+            let failed =
+                plugboard_demo::inspect::list(&load_path, &trust, preflight.as_ref(), &mut stdout)?;
             Ok(if failed == 0 {
                 ExitCode::SUCCESS
             } else {
@@ -201,6 +232,7 @@ fn run() -> anyhow::Result<ExitCode> {
             let options = plugboard_demo::Options {
                 load_path,
                 trust,
+                preflight,
                 // Replies to unmatched commands count as output like in the REPL.
                 engine: EngineConfig {
                     unmatched: Unmatched::Reply,
@@ -213,7 +245,7 @@ fn run() -> anyhow::Result<ExitCode> {
                 plugboard_demo::loadgen::Load { lines, rate },
             )
             .context("load generator")?;
-            println!("{report}");
+            writeln!(stdout, "{report}")?;
             let clean = report.reorders == 0 && report.replies == report.expected;
             Ok(if clean {
                 ExitCode::SUCCESS
@@ -221,7 +253,7 @@ fn run() -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        None => repl(cli.run, file, trust, load_path),
+        None => repl(cli.run, file, trust, load_path, preflight, stdout),
     }
 }
 
@@ -230,6 +262,8 @@ fn repl(
     file: FileConfig,
     trust: TrustPolicy,
     load_path: LoadPath,
+    preflight: Option<plugboard::Preflight>,
+    stdout: std::fs::File,
 ) -> anyhow::Result<ExitCode> {
     // Defaults, then the file, then the environment, then flags.
     let mut engine = EngineConfig {
@@ -296,13 +330,14 @@ fn repl(
             .map(|(kind, name, json)| (kind, name.to_owned(), json))
             .collect(),
         stats: args.stats,
+        preflight,
     };
     if io::stdin().is_terminal() {
         eprintln!("plugboard {}", version());
     }
     let input = plugboard_demo::input::Input::spawn(io::stdin(), Some(interrupts()?))
         .context("starting the stdin reader")?;
-    let summary = match plugboard_demo::run(&options, input, io::stdout(), io::stderr()) {
+    let summary = match plugboard_demo::run(&options, input, stdout, io::stderr()) {
         Err(plugboard_demo::Error::Strict(n)) => {
             eprintln!(
                 "error: {n} librar{} failed to load (--strict)",

@@ -318,6 +318,9 @@ fn bad_libraries_get_one_line_each_and_the_bot_still_answers() {
     }
 }
 
+/// `--strict` stops before any extension's `init` runs when a library does
+/// not load, and after the inits (listing their failures, with no `ready:`)
+/// when only an `init` fails.
 #[test]
 fn strict_makes_any_load_failure_fatal() {
     let (dir, bad) = bad_load_path();
@@ -329,17 +332,51 @@ fn strict_makes_any_load_failure_fatal() {
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty(), "nothing runs");
     let stderr = lines(&out.stderr);
-    assert_eq!(
-        stderr.iter().filter(|l| l.starts_with("failed: ")).count(),
-        bad.len()
+    // Failures found at init (and duplicates, found when names are
+    // registered at init) are not reached: no init runs.
+    let at_init = ["init_fails", "init_panics", "zz-bacon-again"];
+    let before_init: Vec<&PathBuf> = bad
+        .iter()
+        .filter(|p| !at_init.iter().any(|n| p.to_str().unwrap().contains(n)))
+        .collect();
+    let failed: Vec<&String> = stderr
+        .iter()
+        .filter(|l| l.starts_with("failed: "))
+        .collect();
+    assert_eq!(failed.len(), before_init.len(), "{stderr:#?}");
+    assert!(
+        !stderr
+            .iter()
+            .any(|l| l.starts_with("loaded ") || l.starts_with("ready:")),
+        "{stderr:#?}"
     );
     assert!(
         stderr.contains(&format!(
             "error: {} libraries failed to load (--strict)",
-            bad.len()
+            before_init.len()
         )),
         "{stderr:#?}"
     );
+
+    let dir = load_path_with(&["plugboard_fixture_init_fails"]);
+    let out = run(
+        &["--strict", "-L", dir.0.to_str().unwrap()],
+        &[],
+        b"discord !bacon\n".to_vec(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty(), "nothing runs");
+    let stderr = lines(&out.stderr);
+    assert_eq!(
+        stderr.iter().filter(|l| l.starts_with("failed: ")).count(),
+        1,
+        "{stderr:#?}"
+    );
+    assert!(
+        !stderr.iter().any(|l| l.starts_with("ready:")),
+        "{stderr:#?}"
+    );
+    assert!(stderr.contains(&"error: 1 library failed to load (--strict)".to_owned()));
 }
 
 #[test]
@@ -656,7 +693,11 @@ mod kit {
             stdout[2].starts_with("[discord/#general] plugin        calls"),
             "{stdout:?}"
         );
-        assert!(stdout[3].starts_with("bacon             1"), "{stdout:?}");
+        // Every line of a multi-line reply carries its adapter and room.
+        assert!(
+            stdout[3].starts_with("[discord/#general] bacon             1"),
+            "{stdout:?}"
+        );
     }
 
     #[test]
@@ -870,4 +911,168 @@ fn the_embedding_example_answers_and_shuts_down_cleanly() {
         ]
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("plugins: bacon"));
+}
+
+/// Libraries whose load-time code kills, ends or hangs the process that
+/// opens them, each met by the pre-flight child: one line each, the rest
+/// of the session unharmed.
+mod preflight {
+    use super::*;
+
+    const FAULTY: [&str; 3] = [
+        "plugboard_fixture_ctor_crashes",
+        "plugboard_fixture_ctor_exits",
+        "plugboard_fixture_ctor_hangs",
+    ];
+
+    /// A load path with the example extensions, the faulty fixtures and a
+    /// truncated copy of bacon (`libzz_truncated.so`, last in scan order).
+    fn faulty_load_path() -> (TempDir, [String; 4]) {
+        let dir = load_path_with(&FAULTY);
+        let bacon = std::fs::read(dir.0.join(lib_file("plugboard_bacon"))).unwrap();
+        let truncated = dir.0.join(lib_file("zz_truncated"));
+        // Headers intact, segments cut short: the dynamic linker maps past
+        // the end of the file.
+        std::fs::write(&truncated, &bacon[..16 * 1024]).unwrap();
+        let at = |name: &str| dir.0.join(lib_file(name)).display().to_string();
+        let expected = [
+            format!("{}: killed by SIGSEGV while loading", at(FAULTY[0])),
+            format!("{}: exited with status 0 while loading", at(FAULTY[1])),
+            format!(
+                "{}: did not finish loading within 500 ms (its initialisers or manifest() hang)",
+                at(FAULTY[2])
+            ),
+            format!("{}: killed by SIGBUS while loading", truncated.display()),
+        ];
+        (dir, expected)
+    }
+
+    #[test]
+    fn the_repl_reports_each_faulty_library_in_one_line_and_serves() {
+        let (dir, expected) = faulty_load_path();
+        let out = run(
+            &["-L", dir.0.to_str().unwrap(), "--load-deadline", "0.5"],
+            &[],
+            b"irc !bacon\n".to_vec(),
+        );
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            lines(&out.stdout),
+            ["[irc] gives irc-user a strip of delicious bacon."]
+        );
+        let stderr = lines(&out.stderr);
+        let failed: Vec<&str> = stderr
+            .iter()
+            .filter_map(|l| l.strip_prefix("failed: "))
+            .collect();
+        assert_eq!(failed, expected, "{stderr:#?}");
+        assert!(stderr
+            .iter()
+            .any(|l| l.starts_with("ready: 1 plugin(s), 2 adapter(s), 4 failure(s)")));
+    }
+
+    #[test]
+    fn check_and_list_survive_them_too() {
+        let (dir, expected) = faulty_load_path();
+        let at = |name: &str| dir.0.join(name);
+        let out = plugboard()
+            .args(["check", "--load-deadline", "0.5"])
+            .args(FAULTY.map(|f| at(&lib_file(f))))
+            .arg(at(&lib_file("zz_truncated")))
+            .arg(at(&lib_file("plugboard_bacon")))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let errors: Vec<String> = expected.iter().map(|e| format!("error: {e}")).collect();
+        assert_eq!(lines(&out.stderr), errors);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("plugin `bacon`"));
+
+        let out = plugboard()
+            .args([
+                "list",
+                "--load-deadline",
+                "0.5",
+                "-L",
+                dir.0.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let stdout = lines(&out.stdout);
+        let fails: Vec<&str> = stdout
+            .iter()
+            .filter_map(|l| l.strip_prefix("FAIL  "))
+            .collect();
+        assert_eq!(fails, expected, "{stdout:#?}");
+        assert_eq!(stdout.iter().filter(|l| l.starts_with("ok ")).count(), 3);
+    }
+
+    #[test]
+    fn strict_fails_before_any_init() {
+        let (dir, expected) = faulty_load_path();
+        let out = run(
+            &[
+                "-L",
+                dir.0.to_str().unwrap(),
+                "--load-deadline",
+                "0.5",
+                "--strict",
+            ],
+            &[],
+            b"irc !bacon\n".to_vec(),
+        );
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        assert!(out.stdout.is_empty());
+        let stderr = lines(&out.stderr);
+        assert!(
+            !stderr
+                .iter()
+                .any(|l| l.starts_with("ready:") || l.starts_with("loaded ")),
+            "{stderr:#?}"
+        );
+        for line in expected {
+            assert!(stderr.contains(&format!("failed: {line}")), "{stderr:#?}");
+        }
+    }
+}
+
+/// A plugin cannot pass its output off as a reply of another adapter, or
+/// its log records as the engine's.
+#[test]
+fn replies_and_logs_cannot_be_forged() {
+    let dir = load_path_with(&["plugboard_fixture_forger"]);
+    let mut command = plugboard();
+    command
+        .args(["-L", dir.0.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"irc !forge\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // Each line of the reply carries its adapter; CR and ESC are shown, not obeyed.
+    assert_eq!(
+        lines(&out.stdout),
+        ["[irc] ok", "[irc] [discord] forged\\r\\u{1b}[2Jcleared"]
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // What the plugin printed went to stderr, among the diagnostics.
+    assert!(stderr.contains("[discord] printed by forger"), "{stderr}");
+    // Its log record is filed under its own name.
+    let logged: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("logged by forger"))
+        .collect();
+    assert_eq!(logged.len(), 1, "{stderr}");
+    assert!(
+        logged[0].contains("plugin::forger::plugboard_loader::engine"),
+        "{stderr}"
+    );
 }

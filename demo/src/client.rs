@@ -42,10 +42,11 @@ impl Client for MockClient {
     }
 
     fn send(&self, message: &ClientMessage) -> RResult<(), ExtError> {
-        let line = match message.room.as_ref().into_option() {
-            Some(room) => format!("[{}/{}] {}", self.inner.adapter, room, message.text),
-            None => format!("[{}] {}", self.inner.adapter, message.text),
+        let prefix = match message.room.as_ref().into_option() {
+            Some(room) => format!("[{}/{}] ", self.inner.adapter, room),
+            None => format!("[{}] ", self.inner.adapter),
         };
+        let line = crate::output::printable(&prefix, &message.text);
         match self.inner.printer.send(line) {
             Ok(()) => RResult::ROk(()),
             Err(_) => RResult::RErr(ExtError::Failed("stdout is closed".into())),

@@ -4,8 +4,9 @@
 use std::io::{self, Write};
 use std::path::PathBuf;
 
-use plugboard_loader::library::{open_with, Candidate};
-use plugboard_loader::{LoadPath, TrustPolicy};
+use plugboard_loader::library::Candidate;
+use plugboard_loader::preflight::open_all;
+use plugboard_loader::{LoadPath, Preflight, TrustPolicy};
 
 fn describe(out: &mut impl Write, candidate: &Candidate) -> io::Result<()> {
     writeln!(
@@ -41,35 +42,53 @@ fn describe(out: &mut impl Write, candidate: &Candidate) -> io::Result<()> {
 
 /// Validates each library; returns how many are invalid. Valid ones are
 /// described on `out`, invalid ones get one `error:` line on `err`.
+///
+/// With `preflight`, each library is opened in a child process first, so
+/// that one whose load-time code crashes, exits or hangs is reported like
+/// any other invalid library.
 pub fn check(
     libraries: &[PathBuf],
     trust: &TrustPolicy,
+    preflight: Option<&Preflight>,
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> io::Result<usize> {
     let mut invalid = 0;
-    for path in libraries {
-        match open_with(path, trust) {
-            Ok(candidate) => describe(out, &candidate)?,
+    let mut result = Ok(());
+    open_all(libraries, trust, preflight, |_, outcome| {
+        if result.is_err() {
+            return;
+        }
+        result = match outcome {
+            Ok(candidate) => describe(out, &candidate),
             Err(e) => {
                 invalid += 1;
-                writeln!(err, "error: {e}")?;
+                writeln!(err, "error: {e}")
             }
-        }
-    }
-    Ok(invalid)
+        };
+    });
+    result.map(|()| invalid)
 }
 
 /// Lists the load path: one line per library, `ok` or `FAIL`; returns how
 /// many would fail.
-pub fn list(load_path: &LoadPath, trust: &TrustPolicy, out: &mut impl Write) -> io::Result<usize> {
+pub fn list(
+    load_path: &LoadPath,
+    trust: &TrustPolicy,
+    preflight: Option<&Preflight>,
+    out: &mut impl Write,
+) -> io::Result<usize> {
     let scan = load_path.scan_with(trust);
     let mut failed = scan.failures.len();
     for f in &scan.failures {
         writeln!(out, "FAIL  {f}")?;
     }
-    for path in &scan.libraries {
-        match open_with(path, trust) {
+    let mut result = Ok(());
+    open_all(&scan.libraries, trust, preflight, |path, outcome| {
+        if result.is_err() {
+            return;
+        }
+        result = match outcome {
             Ok(c) => writeln!(
                 out,
                 "ok    {} {} {} (interface {}): {}",
@@ -78,13 +97,14 @@ pub fn list(load_path: &LoadPath, trust: &TrustPolicy, out: &mut impl Write) -> 
                 c.version(),
                 c.interface_version(),
                 path.display()
-            )?,
+            ),
             Err(e) => {
                 failed += 1;
-                writeln!(out, "FAIL  {e}")?;
+                writeln!(out, "FAIL  {e}")
             }
-        }
-    }
+        };
+    });
+    result?;
     if scan.libraries.is_empty() && scan.failures.is_empty() {
         writeln!(out, "(no libraries on the load path)")?;
     }

@@ -14,6 +14,8 @@
 //! - [`input`]: stdin read by a thread in blocks, interruptible by signals.
 //! - [`inspect`]: `plugboard check` and `plugboard list`.
 //! - [`loadgen`]: `plugboard bench`, the load generator.
+//! - [`output`]: replies kept apart from what extensions print, and made
+//!   printable.
 //! - [`run`]: load, print the startup summary, demultiplex, shut down.
 //!
 //! # Key design decision: nothing typed is lost
@@ -29,13 +31,16 @@ pub mod input;
 pub mod inspect;
 pub mod line;
 pub mod loadgen;
+pub mod output;
 
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
 
 use plugboard_interface::host::ClientMessage;
-use plugboard_loader::{Engine, EngineConfig, EngineError, LoadPath, LoadReport, TrustPolicy};
+use plugboard_loader::{
+    Engine, EngineConfig, EngineError, LoadPath, LoadReport, Preflight, TrustPolicy,
+};
 
 use client::Feed;
 use input::Input;
@@ -62,6 +67,9 @@ pub struct Options {
     pub extension_configs: Vec<(plugboard_loader::Kind, String, String)>,
     /// Print the plugin stats table at shutdown.
     pub stats: bool,
+    /// Open every library in a pre-flight child process first (see
+    /// `plugboard_loader::preflight`); `None` opens them in-process only.
+    pub preflight: Option<Preflight>,
 }
 
 impl Default for Options {
@@ -76,6 +84,7 @@ impl Default for Options {
             plugin_deadlines: Vec::new(),
             extension_configs: Vec::new(),
             stats: false,
+            preflight: None,
         }
     }
 }
@@ -158,9 +167,21 @@ pub fn run(
         for (kind, name, json) in &options.extension_configs {
             builder = builder.extension_config(*kind, name, json.clone());
         }
-        builder
+        let builder = builder
             .trust(options.trust.clone())
-            .load_path(&options.load_path)
+            .preflight(options.preflight.clone())
+            .load_path(&options.load_path);
+        if options.strict && !builder.failures().is_empty() {
+            // Fail before any extension's `init` runs (an adapter's init
+            // may connect to its platform).
+            write_load_path(&mut diag, &options.load_path)?;
+            for failure in builder.failures() {
+                writeln!(diag, "failed: {failure}")?;
+            }
+            diag.flush()?;
+            return Err(Error::Strict(builder.failures().len()));
+        }
+        builder
             .clients(move |manifest| {
                 let (feed, client) = client::mock(&manifest.name, capacity, printer.clone());
                 lock(&created).insert(manifest.name.to_string(), feed);
@@ -182,9 +203,16 @@ pub fn run(
         .map(str::to_owned)
         .collect();
     feeds.retain(|name, _| reading.contains(name));
-    write_summary(&mut diag, &options.load_path, engine.report(), &engine)?;
+    let fatal = options.strict && !engine.report().failures.is_empty();
+    write_summary(
+        &mut diag,
+        &options.load_path,
+        engine.report(),
+        &engine,
+        !fatal,
+    )?;
     diag.flush()?;
-    if options.strict && !engine.report().failures.is_empty() {
+    if fatal {
         let failures = engine.report().failures.len();
         drop(feeds);
         engine.shutdown();
@@ -320,12 +348,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn write_summary(
-    diag: &mut impl Write,
-    load_path: &LoadPath,
-    report: &LoadReport,
-    engine: &Engine,
-) -> io::Result<()> {
+fn write_load_path(diag: &mut impl Write, load_path: &LoadPath) -> io::Result<()> {
     let dirs: Vec<String> = load_path
         .dirs()
         .iter()
@@ -339,7 +362,19 @@ fn write_summary(
         } else {
             dirs.join(":")
         }
-    )?;
+    )
+}
+
+/// The startup summary; `ready` is false when the session will not run
+/// (`--strict` with an `init` failure).
+fn write_summary(
+    diag: &mut impl Write,
+    load_path: &LoadPath,
+    report: &LoadReport,
+    engine: &Engine,
+    ready: bool,
+) -> io::Result<()> {
+    write_load_path(diag, load_path)?;
     for loaded in &report.loaded {
         writeln!(
             diag,
@@ -349,6 +384,9 @@ fn write_summary(
     }
     for failure in &report.failures {
         writeln!(diag, "failed: {failure}")?;
+    }
+    if !ready {
+        return Ok(());
     }
     let plugins = engine.plugin_names().count();
     let adapters = engine.adapter_names().count();

@@ -87,6 +87,9 @@ pub struct TrustSection {
     pub allow_writable: Option<bool>,
     /// A `sha256sum`-format file of the only libraries to load.
     pub allowlist: Option<PathBuf>,
+    /// Open every library in a pre-flight child process first (default
+    /// true in the `plugboard` binary).
+    pub preflight: Option<bool>,
 }
 
 /// `[repl]`: settings of the demo binary.

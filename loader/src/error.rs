@@ -139,6 +139,8 @@ pub enum LoadErrorKind {
     Init(ExtError),
     /// Refused by the trust checks, before it was opened.
     Untrusted(crate::trust::TrustError),
+    /// Refused, killed, hung or garbled in the pre-flight child process.
+    Preflight(crate::preflight::PreflightFailure),
 }
 
 impl fmt::Display for LoadErrorKind {
@@ -190,6 +192,7 @@ impl fmt::Display for LoadErrorKind {
             Init(ExtError::InvalidConfig(msg)) => write!(f, "rejected its configuration: {msg}"),
             Init(e) => write!(f, "init failed: {e}"),
             Untrusted(e) => e.fmt(f),
+            Preflight(e) => e.fmt(f),
         }
     }
 }

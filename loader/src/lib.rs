@@ -13,6 +13,9 @@
 //!   running [`Engine`]: bounded crossbeam channels from adapters through a
 //!   router and a worker pool back to adapters; [`engine::shutdown`] explains
 //!   how it stops.
+//! - [`preflight`]: every library opened first in a short-lived child
+//!   process, so that one whose load-time code crashes, exits or hangs costs
+//!   one line instead of the process.
 //! - [`trust`]: checks before opening: who can write a library or
 //!   directory, and an optional SHA-256 allowlist.
 //! - [`config`]: the TOML configuration file.
@@ -30,6 +33,7 @@ pub mod engine;
 pub mod error;
 pub mod library;
 pub mod path;
+pub mod preflight;
 pub mod trust;
 
 pub use engine::routes;
@@ -40,4 +44,5 @@ pub use engine::{
 };
 pub use error::{Kind, LoadError, LoadErrorKind, Source};
 pub use path::{LoadPath, PATH_ENV};
+pub use preflight::Preflight;
 pub use trust::TrustPolicy;

@@ -14,6 +14,7 @@ use plugboard_interface::message::RawMessage;
 use plugboard_interface::COMMAND_PREFIX;
 
 use super::WhenFull;
+use crate::error::Kind;
 
 /// One message on the ingress channel: which adapter it came through, and
 /// the message.
@@ -140,6 +141,10 @@ struct EngineHost {
 
 struct HostInner {
     name: String,
+    /// `plugin::<name>` / `adapter::<name>`: every log record of the
+    /// extension is filed under it, so that no extension can log as the
+    /// engine (or as another extension).
+    log_prefix: String,
     config_json: String,
     data_dir: Option<String>,
     client: Mutex<Option<ClientBox>>,
@@ -178,30 +183,43 @@ impl Host for EngineHost {
     }
 
     fn log_enabled(&self, level: LogLevel, target: RStr<'_>) -> bool {
+        let target = format!("{}::{target}", self.inner.log_prefix);
         log::logger().enabled(
             &log::Metadata::builder()
                 .level(level.into())
-                .target(target.as_str())
+                .target(&target)
                 .build(),
         )
     }
 
     fn log(&self, record: &LogRecord<'_>) {
-        record.replay();
+        let target = format!("{}::{}", self.inner.log_prefix, record.target);
+        log::logger().log(
+            &log::Record::builder()
+                .level(record.level.into())
+                .target(&target)
+                .module_path(record.module_path.map(|m| m.as_str()).into_option())
+                .file(record.file.map(|f| f.as_str()).into_option())
+                .line(record.line.into_option())
+                .args(format_args!("{}", record.message.as_str()))
+                .build(),
+        );
     }
 }
 
 pub(crate) fn host(
+    kind: Kind,
     name: &str,
     config_json: String,
     data_dir: Option<String>,
     client: Option<ClientBox>,
 ) -> HostBox {
-    host_tracking_client(name, config_json, data_dir, client).0
+    host_tracking_client(kind, name, config_json, data_dir, client).0
 }
 
 /// A host, and a flag that turns true when the extension takes its client.
 pub(crate) fn host_tracking_client(
+    kind: Kind,
     name: &str,
     config_json: String,
     data_dir: Option<String>,
@@ -212,6 +230,7 @@ pub(crate) fn host_tracking_client(
         RArc::new(EngineHost {
             inner: Arc::new(HostInner {
                 name: name.to_owned(),
+                log_prefix: format!("{kind}::{name}"),
                 config_json,
                 data_dir,
                 client: Mutex::new(client),

@@ -44,8 +44,9 @@ use plugboard_interface::message::RawMessage;
 use plugboard_interface::plugin::Plugin;
 
 use crate::error::{Kind, LoadError, LoadErrorKind, Source};
-use crate::library::{self, AdapterCandidate, Candidate, PluginCandidate};
+use crate::library::{AdapterCandidate, Candidate, PluginCandidate};
 use crate::path::LoadPath;
+use crate::preflight::{self, Preflight};
 use crate::trust::TrustPolicy;
 use host::{Gate, Inbound};
 use router::{Rejecter, Router};
@@ -245,6 +246,7 @@ pub struct EngineBuilder {
     deadlines: HashMap<String, Duration>,
     clients: Option<ClientFactory>,
     trust: TrustPolicy,
+    preflight: Option<Preflight>,
 }
 
 impl EngineBuilder {
@@ -262,24 +264,49 @@ impl EngineBuilder {
         self
     }
 
+    /// Opens the following `load_path` and `library` files in a pre-flight
+    /// child process first (see [`crate::preflight`]), so that a library
+    /// whose load-time code crashes, exits or hangs is one failure instead
+    /// of the end of this process. Off by default: the child is an
+    /// executable whose `main` calls [`crate::preflight::run_if_child`].
+    pub fn preflight(mut self, preflight: Option<Preflight>) -> Self {
+        self.preflight = preflight;
+        self
+    }
+
     /// Scans `path` and opens every library on it; failures are collected
     /// for the report, never fatal.
     pub fn load_path(mut self, path: &LoadPath) -> Self {
         let scan = path.scan_with(&self.trust);
         self.failures.extend(scan.failures);
-        for file in &scan.libraries {
-            self = self.library(file);
-        }
+        self.open_libraries(&scan.libraries);
         self
     }
 
     /// Opens one library file.
     pub fn library(mut self, path: &Path) -> Self {
-        match library::open_with(path, &self.trust) {
-            Ok(candidate) => self.candidates.push(candidate),
-            Err(e) => self.failures.push(e),
-        }
+        self.open_libraries(&[path.to_owned()]);
         self
+    }
+
+    fn open_libraries(&mut self, paths: &[PathBuf]) {
+        let (candidates, failures) = (&mut self.candidates, &mut self.failures);
+        preflight::open_all(
+            paths,
+            &self.trust,
+            self.preflight.as_ref(),
+            |_, outcome| match outcome {
+                Ok(candidate) => candidates.push(candidate),
+                Err(e) => failures.push(e),
+            },
+        );
+    }
+
+    /// The failures so far (libraries that did not open or validate), in
+    /// load order: a caller that treats them as fatal can stop before any
+    /// extension's `init` runs.
+    pub fn failures(&self) -> &[LoadError] {
+        &self.failures
     }
 
     /// Registers an in-process plugin: the same trait and checks as a library.
@@ -335,6 +362,7 @@ impl EngineBuilder {
             deadlines,
             clients,
             trust: _,
+            preflight: _,
         } = self;
         let mut loaded = Vec::new();
         let mut first_seen: HashMap<(Kind, String), Source> = HashMap::new();
@@ -362,7 +390,7 @@ impl EngineBuilder {
             let data_dir = extension_data_dir(config.data_dir.as_deref(), key.0, &key.1);
             let started = match &candidate {
                 Candidate::Plugin(p) => p
-                    .instantiate(host::host(&key.1, config_json, data_dir, None))
+                    .instantiate(host::host(key.0, &key.1, config_json, data_dir, None))
                     .map(|obj| {
                         let live = LivePlugin {
                             name: key.1.clone(),
@@ -393,7 +421,7 @@ impl EngineBuilder {
                 Candidate::Adapter(a) => {
                     let client = clients.as_ref().and_then(|f| f(&a.manifest));
                     let (host, taken) =
-                        host::host_tracking_client(&key.1, config_json, data_dir, client);
+                        host::host_tracking_client(key.0, &key.1, config_json, data_dir, client);
                     a.instantiate(host).map(|obj| {
                         if taken.load(std::sync::atomic::Ordering::Acquire) {
                             took_client.push(key.1.clone());
@@ -442,7 +470,7 @@ impl EngineBuilder {
 }
 
 pub(crate) fn standalone_host(name: &str, config_json: &str) -> plugboard_interface::host::HostBox {
-    host::host(name, config_json.to_owned(), None, None)
+    host::host(Kind::Plugin, name, config_json.to_owned(), None, None)
 }
 
 /// `<data_dir>/<plugins|adapters>/<name>`, created; `None` without a data
@@ -707,6 +735,7 @@ impl Engine {
             deadlines: HashMap::new(),
             clients: None,
             trust: TrustPolicy::default(),
+            preflight: None,
         }
     }
 

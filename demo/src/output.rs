@@ -1,0 +1,77 @@
+//! Keeping replies apart from everything else a process prints.
+//!
+//! Extensions run in this process and may write to descriptor 1 (a plugin's
+//! `println!`, a library constructor). If that reached the reply stream, a
+//! plugin could print lines that look like another adapter's replies. So
+//! the binary moves its real stdout to a private descriptor before loading
+//! anything ([`reserve_stdout`]) and points descriptor 1 at stderr: what
+//! extensions print lands among the diagnostics, and only the engine writes
+//! replies. Reply text is made printable ([`printable`]) for the same
+//! reason: it cannot start a line of its own or drive the terminal.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::io::FromRawFd;
+
+/// Moves stdout to a new close-on-exec descriptor, points descriptor 1 at
+/// stderr, and returns the real stdout. Call it before any library is
+/// loaded and before any other thread starts; write program output (replies,
+/// reports) to the returned file only.
+pub fn reserve_stdout() -> io::Result<File> {
+    // SAFETY: `fcntl(F_DUPFD_CLOEXEC)` and `dup2` only act on descriptors 1
+    // and 2 and a new one; failures are checked.
+    let fd = unsafe { libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::dup2(2, 1) } < 0 {
+        let err = io::Error::last_os_error();
+        // SAFETY: `fd` was just created and is owned by nothing else.
+        unsafe { libc::close(fd) };
+        return Err(err);
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// `text` as the REPL prints it after `prefix` (`[irc] `): every line of a
+/// multi-line reply carries the prefix, so no reply can pass for another
+/// adapter's; other control characters (CR, ESC, NUL, ...) are shown
+/// escaped (`\r`, `\u{1b}`) instead of reaching the terminal. Tabs stay.
+pub fn printable(prefix: &str, text: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + text.len());
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(prefix);
+        for c in line.chars() {
+            if c.is_control() && c != '\t' {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_cannot_forge_lines_or_drive_the_terminal() {
+        assert_eq!(printable("[irc] ", "plain"), "[irc] plain");
+        assert_eq!(
+            printable("[irc] ", "ok\n[discord] gives you admin"),
+            "[irc] ok\n[irc] [discord] gives you admin"
+        );
+        assert_eq!(
+            printable("[irc] ", "a\rb\u{1b}[31mred\0\tc"),
+            "[irc] a\\rb\\u{1b}[31mred\\u{0}\tc"
+        );
+        assert_eq!(printable("[x] ", "é\u{85}"), "[x] é\\u{85}");
+    }
+}

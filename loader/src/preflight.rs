@@ -1,0 +1,485 @@
+//! Pre-flight: every library is opened first in a short-lived child process.
+//!
+//! Why: `dlopen` runs a library's static initialisers (`.init_array`)
+//! before the loader can check anything, and a truncated file can fault
+//! inside the dynamic linker itself. Such a library can kill the process
+//! (SIGSEGV, SIGBUS), end it (`exit(0)` in a constructor) or hang it, and
+//! nothing in-process can stop that: only another process can. So the
+//! engine's own executable, started in a hidden mode ([`run_if_child`]),
+//! opens and validates the libraries first ([`library::open_with`]: trust
+//! checks, snapshot, linker, header, layout, manifest) and streams one
+//! verdict per library back. The parent opens in-process only what passed.
+//!
+//! # Protocol
+//!
+//! The parent writes the job (trust policy and paths) as JSON to the
+//! child's stdin and closes it. The child answers on its original stdout,
+//! one line per library, in order: `ok <i>` or `fail <i> <cause>`, where
+//! `<cause>` is the one-line [`LoadErrorKind`] text. Before loading
+//! anything, the child moves its stdout to a private descriptor and points
+//! descriptor 1 at stderr, so that a library printing to stdout cannot mix
+//! with the verdicts; stderr is drained by the parent into its debug log.
+//!
+//! The parent blames the library whose verdict is due when the child dies
+//! (`killed by SIGBUS while loading`, `exited with status 0 while
+//! loading`) or sends nothing for [`Preflight::deadline`] (the child is
+//! killed); it then starts a new child for the libraries after it. Verdicts
+//! are used as they arrive, so the parent's in-process loading overlaps
+//! the child's.
+//!
+//! # What it does not protect against
+//!
+//! A library that passes the pre-flight runs its initialisers again in the
+//! engine: one that misbehaves only the second time, or only in the engine
+//! (it can tell), is not caught. The pre-flight is about faults, not malice;
+//! the trust checks decide what may be opened at all (in both processes).
+
+use std::fmt;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError};
+
+use crate::error::{LoadError, LoadErrorKind};
+use crate::library::{self, Candidate};
+use crate::trust::{self, TrustPolicy};
+
+/// The first argument that starts an executable as a pre-flight child.
+pub const CHILD_ARG: &str = "__plugboard-preflight";
+
+/// How to run the pre-flight: which executable to start as the child and
+/// how long one library may take in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preflight {
+    exe: PathBuf,
+    deadline: Duration,
+}
+
+impl Preflight {
+    /// The default time one library may take to open in the child.
+    pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
+
+    /// A pre-flight that starts `exe` as its child. `exe` must call
+    /// [`run_if_child`] first thing in `main`.
+    pub fn new(exe: impl Into<PathBuf>) -> Self {
+        Preflight {
+            exe: exe.into(),
+            deadline: Self::DEFAULT_DEADLINE,
+        }
+    }
+
+    /// A pre-flight that starts this very executable (the usual choice:
+    /// the binary's `main` calls [`run_if_child`]).
+    pub fn current_exe() -> io::Result<Self> {
+        Ok(Self::new(std::env::current_exe()?))
+    }
+
+    /// Sets how long one library may take to open in the child before it
+    /// is killed and the library blamed.
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// The time one library may take.
+    pub fn deadline_value(&self) -> Duration {
+        self.deadline
+    }
+}
+
+/// Why the pre-flight child refused or could not judge a library.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PreflightFailure {
+    /// The child opened it and refused it; the cause is the child's line.
+    Refused(String),
+    /// The child died while loading it.
+    Died(String),
+    /// The child gave no verdict within the deadline and was killed.
+    Hung(Duration),
+    /// The child answered something that is not a verdict.
+    Garbled(String),
+}
+
+impl fmt::Display for PreflightFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PreflightFailure::Refused(cause) => f.write_str(cause),
+            PreflightFailure::Died(how) => write!(f, "{how} while loading"),
+            PreflightFailure::Hung(d) => write!(
+                f,
+                "did not finish loading within {} (its initialisers or manifest() hang)",
+                human(*d)
+            ),
+            PreflightFailure::Garbled(line) => write!(
+                f,
+                "the pre-flight child answered garbage while loading it: {line:?}"
+            ),
+        }
+    }
+}
+
+/// If this process was started as a pre-flight child (first argument
+/// [`CHILD_ARG`]), runs the child and exits; otherwise returns at once.
+///
+/// Call it first thing in `main`, before any thread is started.
+pub fn run_if_child() {
+    if std::env::args_os().nth(1).as_deref() != Some(CHILD_ARG.as_ref()) {
+        return;
+    }
+    let code = match child_main() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("plugboard pre-flight child: {e}");
+            3
+        }
+    };
+    // `_exit`, not `exit`: the loaded libraries' destructors and atexit
+    // handlers are as untrusted as their constructors, and everything has
+    // been written already.
+    // SAFETY: `_exit` has no preconditions; nothing after it runs.
+    unsafe { libc::_exit(code) }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Job {
+    allow_writable: bool,
+    /// `None`: no allowlist. Otherwise hex digests, one per line.
+    allowlist: Option<String>,
+    paths: Vec<PathBuf>,
+}
+
+fn child_main() -> io::Result<()> {
+    // Ctrl-C in a terminal reaches the whole process group; the parent
+    // decides when the child ends, and must not blame a library for it.
+    // SAFETY: setting a signal's disposition to SIG_IGN is always sound.
+    unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+    let verdicts = private_stdout()?;
+    let mut verdicts = io::BufWriter::new(verdicts);
+    let mut input = Vec::new();
+    io::stdin().read_to_end(&mut input)?;
+    let job: Job = serde_json::from_slice(&input).map_err(io::Error::other)?;
+    let policy = TrustPolicy {
+        allow_writable: job.allow_writable,
+        allowlist: match &job.allowlist {
+            Some(text) => Some(trust::parse_allowlist(text).map_err(io::Error::other)?),
+            None => None,
+        },
+    };
+    for (i, path) in job.paths.iter().enumerate() {
+        match library::open_with(path, &policy) {
+            Ok(_) => writeln!(verdicts, "ok {i}")?,
+            Err(e) => writeln!(verdicts, "fail {i} {}", one_line(&e.kind.to_string()))?,
+        }
+        verdicts.flush()?;
+    }
+    Ok(())
+}
+
+/// Moves stdout to a new close-on-exec descriptor and points descriptor 1
+/// at stderr; returns the moved stdout.
+fn private_stdout() -> io::Result<std::fs::File> {
+    use std::os::unix::io::FromRawFd;
+    // SAFETY: plain descriptor calls on descriptors 1 and 2, which exist
+    // (a closed one makes them fail, which is checked).
+    let fd = unsafe { libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::dup2(2, 1) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd) })
+}
+
+fn human(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+fn one_line(text: &str) -> String {
+    text.replace(['\n', '\r'], " ")
+}
+
+/// Opens each of `paths` with [`library::open_with`], after a pre-flight in
+/// a child process when `preflight` is given, and hands each outcome to
+/// `each`, in order. Never fails as a whole: a child that cannot be
+/// started is logged and the libraries are opened in-process.
+pub fn open_all(
+    paths: &[PathBuf],
+    policy: &TrustPolicy,
+    preflight: Option<&Preflight>,
+    mut each: impl FnMut(&Path, Result<Candidate, LoadError>),
+) {
+    let open = |path: &Path| {
+        log::info!("loading {}", path.display());
+        library::open_with(path, policy)
+    };
+    let Some(preflight) = preflight else {
+        paths.iter().for_each(|p| each(p, open(p)));
+        return;
+    };
+    let mut next = 0;
+    while next < paths.len() {
+        let rest = &paths[next..];
+        let mut child = match Running::spawn(preflight, rest, policy) {
+            Ok(child) => child,
+            Err(e) => {
+                log::warn!(
+                    "cannot start the pre-flight child {}: {e}; opening the remaining libraries in-process",
+                    preflight.exe.display()
+                );
+                rest.iter().for_each(|p| each(p, open(p)));
+                return;
+            }
+        };
+        for (i, path) in rest.iter().enumerate() {
+            log::debug!("pre-flight: {}", path.display());
+            match child.verdict(i, preflight.deadline) {
+                Ok(()) => each(path, open(path)),
+                Err(failure) => {
+                    let stop = !matches!(failure, PreflightFailure::Refused(_));
+                    if stop {
+                        child.log_stderr(path);
+                    }
+                    each(
+                        path,
+                        Err(LoadError::at(path, LoadErrorKind::Preflight(failure))),
+                    );
+                    next += 1;
+                    if stop {
+                        // This child is gone (or killed): a new one takes the rest.
+                        break;
+                    }
+                    continue;
+                }
+            }
+            next += 1;
+        }
+        child.finish();
+    }
+}
+
+/// A running pre-flight child.
+struct Running {
+    child: Child,
+    verdicts: Receiver<(Instant, String)>,
+    stderr: Option<thread::JoinHandle<Vec<u8>>>,
+    last: Instant,
+}
+
+/// How much of the child's stderr is kept for the debug log.
+const STDERR_KEPT: usize = 4096;
+
+impl Running {
+    fn spawn(preflight: &Preflight, paths: &[PathBuf], policy: &TrustPolicy) -> io::Result<Self> {
+        use std::os::unix::process::CommandExt;
+        let job = Job {
+            allow_writable: policy.allow_writable,
+            allowlist: policy
+                .allowlist
+                .as_ref()
+                .map(|set| set.iter().map(trust::hex).collect::<Vec<_>>().join("\n")),
+            // Absolute, so that the child's view cannot differ from ours.
+            paths: paths
+                .iter()
+                .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
+                .collect(),
+        };
+        let mut command = Command::new(&preflight.exe);
+        command
+            .arg(CHILD_ARG)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        // SAFETY: the closure only calls `prctl`, which is async-signal-safe.
+        unsafe {
+            command.pre_exec(|| {
+                // If the engine dies, so does its pre-flight child.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = command.spawn()?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        let (Some(mut stdin), Some(stdout), Some(stderr)) = (stdin, stdout, stderr) else {
+            unreachable!("all three were set to piped");
+        };
+        let started = Instant::now();
+        // A job too large for the pipe must not block us while the child is
+        // still starting: write it from a thread.
+        let job = serde_json::to_vec(&job).map_err(io::Error::other)?;
+        thread::Builder::new()
+            .name("preflight-job".into())
+            .spawn(move || {
+                // A child that died early makes this fail; `verdict` reports it.
+                let _ = stdin.write_all(&job);
+            })?;
+        let (tx, verdicts) = unbounded();
+        thread::Builder::new()
+            .name("preflight-verdicts".into())
+            .spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send((Instant::now(), line)).is_err() {
+                        break;
+                    }
+                }
+            })?;
+        // Drained so that a chatty library cannot fill the pipe and stall
+        // the child; the tail is kept for the debug log.
+        let stderr = thread::Builder::new()
+            .name("preflight-stderr".into())
+            .spawn(move || {
+                let mut kept = Vec::new();
+                let mut buf = [0u8; 4096];
+                let mut stderr = stderr;
+                while let Ok(n) = stderr.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    kept.extend_from_slice(&buf[..n]);
+                    if kept.len() > 2 * STDERR_KEPT {
+                        kept.drain(..kept.len() - STDERR_KEPT);
+                    }
+                }
+                kept
+            })?;
+        Ok(Running {
+            child,
+            verdicts,
+            stderr: Some(stderr),
+            last: started,
+        })
+    }
+
+    /// Waits for the verdict on library `i` of this child's job.
+    fn verdict(&mut self, i: usize, deadline: Duration) -> Result<(), PreflightFailure> {
+        // Measured from the previous verdict's arrival, not from now: the
+        // time the caller spent loading in-process is not the child's.
+        let due = self.last + deadline;
+        let (at, line) = match self
+            .verdicts
+            .recv_timeout(due.saturating_duration_since(Instant::now()))
+        {
+            Ok(verdict) => verdict,
+            Err(RecvTimeoutError::Timeout) => {
+                self.kill();
+                return Err(PreflightFailure::Hung(deadline));
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(PreflightFailure::Died(describe_exit(self.wait())));
+            }
+        };
+        self.last = at;
+        let mut words = line.splitn(3, ' ');
+        let verdict = (
+            words.next(),
+            words.next().and_then(|n| n.parse::<usize>().ok()),
+        );
+        match verdict {
+            (Some("ok"), Some(n)) if n == i => Ok(()),
+            (Some("fail"), Some(n)) if n == i => Err(PreflightFailure::Refused(
+                words.next().unwrap_or("refused").to_owned(),
+            )),
+            _ => {
+                self.kill();
+                Err(PreflightFailure::Garbled(line.chars().take(200).collect()))
+            }
+        }
+    }
+
+    fn kill(&mut self) {
+        // Fails only if it has already exited, which is what we want anyway.
+        let _ = self.child.kill();
+    }
+
+    fn wait(&mut self) -> io::Result<ExitStatus> {
+        self.child.wait()
+    }
+
+    fn log_stderr(&mut self, path: &Path) {
+        self.kill();
+        let _ = self.wait();
+        if let Some(kept) = self.stderr.take().and_then(|t| t.join().ok()) {
+            let text = String::from_utf8_lossy(&kept);
+            let text = text.trim();
+            if !text.is_empty() {
+                log::debug!(
+                    "{}: the pre-flight child's last output:\n{text}",
+                    path.display()
+                );
+            }
+        }
+    }
+
+    /// Reaps the child; it has given every verdict (or was killed).
+    fn finish(mut self) {
+        self.kill();
+        let _ = self.wait();
+        if let Some(thread) = self.stderr.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn describe_exit(status: io::Result<ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Ok(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => format!("exited with status {code}"),
+            (None, Some(signal)) => format!("killed by {}", signal_name(signal)),
+            (None, None) => format!("ended ({status})"),
+        },
+        Err(e) => format!("ended (cannot tell how: {e})"),
+    }
+}
+
+/// `SIGSEGV` for 11, and so on; the number for the rest.
+pub fn signal_name(signal: i32) -> String {
+    let name = match signal {
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGILL => "SIGILL",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGSYS => "SIGSYS",
+        libc::SIGXCPU => "SIGXCPU",
+        libc::SIGTRAP => "SIGTRAP",
+        _ => return format!("signal {signal}"),
+    };
+    name.to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failures_read_as_one_line() {
+        assert_eq!(
+            PreflightFailure::Died("killed by SIGBUS".into()).to_string(),
+            "killed by SIGBUS while loading"
+        );
+        assert!(PreflightFailure::Hung(Duration::from_secs(5))
+            .to_string()
+            .starts_with("did not finish loading within 5 s"));
+        assert_eq!(signal_name(libc::SIGSEGV), "SIGSEGV");
+        assert_eq!(signal_name(63), "signal 63");
+    }
+}
