@@ -338,6 +338,12 @@ mod protocol {
         );
         assert!(line.len() <= 512, "{}", line.len());
         assert_eq!(sanitize("a\rb\0c"), "abc");
+        // A reply cannot smuggle a protocol line: each `\n` starts a new
+        // PRIVMSG of text, a lone `\r` is dropped rather than ending a line.
+        assert_eq!(
+            split(&sanitize("ok\r\nQUIT :bye\rJOIN #x"), 400),
+            ["ok", "QUIT :byeJOIN #x"]
+        );
     }
 
     #[test]
