@@ -1045,3 +1045,33 @@ mod readme {
         assert_eq!(replies.texts(), ["hello, world!", "hello, ann!"]);
     }
 }
+
+/// Libraries that are hostile in ordinary safe Rust (issue 9): their
+/// `manifest` is not a pure function, their patterns are huge, their
+/// `manifest` or `init` never returns, or panics.
+mod hostile {
+    use plugboard_loader::{Engine, EngineConfig};
+
+    use crate::support::lib;
+
+    /// The manifest lists `c0..c15` in `HashMap` order, different on every
+    /// call: each command must still reach its own handler.
+    #[test]
+    fn every_command_reaches_its_own_handler_whatever_the_manifest_order() {
+        let builder = Engine::builder(EngineConfig {
+            workers: 2,
+            ..EngineConfig::default()
+        })
+        .library(&lib("plugboard_discord"))
+        .library(&lib("plugboard_fixture_hashmap_manifest"));
+        let (engine, feed, replies) = crate::support::start(builder);
+        let sent: Vec<String> = (0..16).map(|i| format!("c{i}")).collect();
+        for command in &sent {
+            feed.say("ann", &format!("!{command}"));
+        }
+        // One user: the replies come back in the order the commands went.
+        assert_eq!(replies.wait_for(sent.len()), sent);
+        drop(feed);
+        engine.shutdown();
+    }
+}
