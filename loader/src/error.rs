@@ -126,6 +126,21 @@ pub enum LoadErrorKind {
     Manifest(ExtError),
     /// The manifest is invalid.
     InvalidManifest(String),
+    /// The plugin's command patterns compile one by one but not together
+    /// within its share of the routing table (`routes::PLUGIN_BUDGET`).
+    RoutingBudget {
+        /// The plugin's name.
+        name: String,
+        /// The budget, in bytes of compiled automata.
+        budget: usize,
+    },
+    /// The combined routing table would not build with this plugin's
+    /// patterns in it (a safety net behind `RoutingBudget`); it was left out,
+    /// after its `init`.
+    RoutingTable {
+        /// The plugin's name.
+        name: String,
+    },
     /// Another extension of the same kind already has this name.
     Duplicate {
         /// Plugin or adapter.
@@ -181,6 +196,16 @@ impl fmt::Display for LoadErrorKind {
             RootModule(msg) => write!(f, "its root module failed to initialise: {msg}"),
             Manifest(e) => write!(f, "describing itself failed: {e}"),
             InvalidManifest(msg) => write!(f, "invalid manifest: {msg}"),
+            RoutingBudget { name, budget } => write!(
+                f,
+                "command patterns of `{name}` compile to more than the routing budget ({} MiB)",
+                budget >> 20
+            ),
+            RoutingTable { name } => write!(
+                f,
+                "left out: the command routing table does not build with the patterns of \
+                 `{name}` added to those of the plugins loaded before it"
+            ),
             Duplicate { kind, name, first } => {
                 write!(
                     f,

@@ -27,6 +27,7 @@ use plugboard_interface::plugin::{self, Plugin, PluginBox, PluginManifest, Plugi
 use plugboard_interface::{ExtError, INTERFACE_VERSION};
 use regex::Regex;
 
+use crate::engine::routes;
 use crate::error::{Kind, LoadError, LoadErrorKind, Source};
 use crate::trust::{self, TrustError, TrustPolicy};
 
@@ -117,6 +118,8 @@ impl PluginCandidate {
             .map_err(|e| LoadError::new(Source::InProcess, LoadErrorKind::Manifest(e)))?;
         let patterns = validate_plugin(&manifest)
             .map_err(|m| LoadError::new(Source::InProcess, LoadErrorKind::InvalidManifest(m)))?;
+        check_routing_budget(&manifest, &patterns)
+            .map_err(|kind| LoadError::new(Source::InProcess, kind))?;
         Ok(PluginCandidate {
             source: Source::InProcess,
             interface_version: INTERFACE_VERSION.to_owned(),
@@ -227,6 +230,7 @@ pub fn open_with(path: &Path, policy: &TrustPolicy) -> Result<Candidate, LoadErr
                 .map_err(|e| fail(LoadErrorKind::Manifest(e)))?;
             let patterns =
                 validate_plugin(&manifest).map_err(|m| fail(LoadErrorKind::InvalidManifest(m)))?;
+            check_routing_budget(&manifest, &patterns).map_err(fail)?;
             let init = root.init();
             Ok(Candidate::Plugin(PluginCandidate {
                 source,
@@ -486,6 +490,25 @@ fn validate_plugin(manifest: &PluginManifest) -> Result<Vec<Regex>, String> {
         patterns.push(regex);
     }
     Ok(patterns)
+}
+
+/// The plugin's share of the routing table (see `engine::routes`): its
+/// patterns, which each compile, must also compile together within the
+/// per-plugin budget, so that no plugin can stop the table from building.
+fn check_routing_budget(
+    manifest: &PluginManifest,
+    patterns: &[Regex],
+) -> Result<(), LoadErrorKind> {
+    routes::check_budget(patterns).map_err(|e| match e {
+        regex::Error::CompiledTooBig(budget) => LoadErrorKind::RoutingBudget {
+            name: manifest.name.to_string(),
+            budget,
+        },
+        other => LoadErrorKind::InvalidManifest(format!(
+            "the command patterns do not compile together: {}",
+            regex_error_line(&other)
+        )),
+    })
 }
 
 fn validate_adapter(manifest: &AdapterManifest) -> Result<(), String> {

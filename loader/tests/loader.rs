@@ -1050,9 +1050,9 @@ mod readme {
 /// `manifest` is not a pure function, their patterns are huge, their
 /// `manifest` or `init` never returns, or panics.
 mod hostile {
-    use plugboard_loader::{Engine, EngineConfig};
+    use plugboard_loader::{Engine, EngineConfig, LoadErrorKind};
 
-    use crate::support::lib;
+    use crate::support::{lib, TestClient};
 
     /// The manifest lists `c0..c15` in `HashMap` order, different on every
     /// call: each command must still reach its own handler.
@@ -1071,6 +1071,45 @@ mod hostile {
         }
         // One user: the replies come back in the order the commands went.
         assert_eq!(replies.wait_for(sent.len()), sent);
+        drop(feed);
+        engine.shutdown();
+    }
+
+    /// Patterns that compile one by one but not as one set: the plugin is
+    /// refused by name at validation, and the engine starts with the rest.
+    #[test]
+    fn patterns_over_the_routing_budget_refuse_their_plugin_not_the_engine() {
+        let huge = lib("plugboard_fixture_huge_patterns");
+        let (feed, client, replies) = TestClient::triple();
+        let engine = Engine::builder(EngineConfig::default())
+            .library(&lib("plugboard_discord"))
+            .library(&lib("plugboard_bacon"))
+            .library(&huge)
+            .clients(move |_| Some(client.clone()))
+            .start()
+            .expect("one plugin's patterns never stop the engine");
+        let failures: Vec<String> = engine
+            .report()
+            .failures
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            failures,
+            [format!(
+                "{}: command patterns of `huge-patterns` compile to more than the routing budget (10 MiB)",
+                huge.display()
+            )]
+        );
+        assert!(matches!(
+            engine.report().failures[0].kind,
+            LoadErrorKind::RoutingBudget { .. }
+        ));
+        feed.say("ann", "!bacon");
+        assert_eq!(
+            replies.wait_for(1),
+            ["gives ann a strip of delicious bacon."]
+        );
         drop(feed);
         engine.shutdown();
     }

@@ -193,8 +193,6 @@ pub enum EngineError {
         /// The OS error.
         source: io::Error,
     },
-    /// The combined command patterns exceed the regex size limit.
-    Routes(regex::Error),
     /// The saved plugin switches could not be read.
     Switches(String),
 }
@@ -205,7 +203,6 @@ impl fmt::Display for EngineError {
             EngineError::Spawn { thread, source } => {
                 write!(f, "cannot spawn thread `{thread}`: {source}")
             }
-            EngineError::Routes(e) => write!(f, "cannot build the command routing table: {e}"),
             EngineError::Switches(e) => write!(f, "cannot read the plugin switches: {e}"),
         }
     }
@@ -215,7 +212,6 @@ impl std::error::Error for EngineError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             EngineError::Spawn { source, .. } => Some(source),
-            EngineError::Routes(e) => Some(e),
             EngineError::Switches(_) => None,
         }
     }
@@ -338,7 +334,7 @@ impl EngineBuilder {
         } = self;
         let mut loaded = Vec::new();
         let mut first_seen: HashMap<(Kind, String), Source> = HashMap::new();
-        let mut plugins: Vec<(LivePlugin, Vec<regex::Regex>)> = Vec::new();
+        let mut plugins: Vec<(LivePlugin, Vec<regex::Regex>, Source)> = Vec::new();
         let mut adapters: Vec<(AdapterManifest, AdapterBox)> = Vec::new();
         let mut took_client = Vec::new();
 
@@ -388,7 +384,7 @@ impl EngineBuilder {
                                 .unwrap_or(config.command_deadline),
                             health: Default::default(),
                         };
-                        plugins.push((live, p.patterns.clone()));
+                        plugins.push((live, p.patterns.clone(), candidate.source().clone()));
                     }),
                 Candidate::Adapter(a) => {
                     let client = clients.as_ref().and_then(|f| f(&a.manifest));
@@ -424,8 +420,19 @@ impl EngineBuilder {
             }
         }
 
-        let routes =
-            Routes::new(plugins.iter().map(|(_, p)| p.as_slice())).map_err(EngineError::Routes)?;
+        // Every plugin's patterns fit its routing budget (checked at
+        // validation), so the table builds; if it ever does not, the last
+        // plugins are left out, by name, rather than the engine failing.
+        let patterns: Vec<&[regex::Regex]> = plugins.iter().map(|(_, p, _)| p.as_slice()).collect();
+        let (routes, admitted) = Routes::admit(&patterns);
+        drop(patterns);
+        for (live, _, source) in plugins.split_off(admitted) {
+            loaded.retain(|l| !(l.kind == Kind::Plugin && l.name == live.name));
+            failures.push(LoadError::new(
+                source,
+                LoadErrorKind::RoutingTable { name: live.name },
+            ));
+        }
         let report = LoadReport {
             loaded,
             failures,
@@ -433,7 +440,7 @@ impl EngineBuilder {
         };
         Engine::spawn(
             config,
-            plugins.into_iter().map(|(p, _)| p).collect(),
+            plugins.into_iter().map(|(p, _, _)| p).collect(),
             routes,
             adapters,
             report,
