@@ -132,6 +132,12 @@ struct RunArgs {
     #[arg(long, value_name = "NAME=SECS", value_parser = parse_plugin_deadline)]
     plugin_deadline: Vec<(String, Duration)>,
 
+    /// Seconds an extension's `manifest` or `init` may run before it fails
+    /// to load (its thread is abandoned); adapters may connect to their
+    /// platform in `init` [default: 5].
+    #[arg(long, value_name = "SECS")]
+    load_deadline: Option<f64>,
+
     /// Consecutive panics or timeouts after which a plugin is quarantined
     /// (0: never) [default: 3].
     #[arg(long, value_name = "N")]
@@ -264,6 +270,9 @@ fn repl(
     }
     if let Some(secs) = args.command_deadline {
         engine.command_deadline = seconds("--command-deadline", secs)?;
+    }
+    if let Some(secs) = args.load_deadline {
+        engine.load_deadline = seconds("--load-deadline", secs)?;
     }
     if let Some(n) = args.quarantine_after {
         engine.quarantine_after = n;

@@ -13,6 +13,8 @@
 //!   running [`Engine`]: bounded crossbeam channels from adapters through a
 //!   router and a worker pool back to adapters; [`engine::shutdown`] explains
 //!   how it stops.
+//! - [`deadline`]: `manifest` and `init` run on helper threads with a
+//!   deadline, abandoned past it, so a hung extension cannot hang startup.
 //! - [`trust`]: checks before opening: who can write a library or
 //!   directory, and an optional SHA-256 allowlist.
 //! - [`config`]: the TOML configuration file.
@@ -26,6 +28,7 @@
 //! caller's choice (a `--strict` flag, say) to treat failures as fatal.
 
 pub mod config;
+pub mod deadline;
 pub mod engine;
 pub mod error;
 pub mod library;
@@ -38,6 +41,6 @@ pub use engine::{
     LoadReport, Loaded, PluginCounters, PluginState, PluginStatus, Scope, SubmitError, Unmatched,
     WhenFull,
 };
-pub use error::{Kind, LoadError, LoadErrorKind, Source};
+pub use error::{Kind, LoadError, LoadErrorKind, Source, Stage};
 pub use path::{LoadPath, PATH_ENV};
 pub use trust::TrustPolicy;

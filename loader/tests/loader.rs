@@ -1050,7 +1050,11 @@ mod readme {
 /// `manifest` is not a pure function, their patterns are huge, their
 /// `manifest` or `init` never returns, or panics.
 mod hostile {
-    use plugboard_loader::{Engine, EngineConfig, LoadErrorKind};
+    use std::time::Duration;
+
+    use plugboard_interface::prelude::*;
+    use plugboard_loader::deadline::abandoned_threads;
+    use plugboard_loader::{Engine, EngineConfig, LoadErrorKind, Stage};
 
     use crate::support::{lib, TestClient};
 
@@ -1105,6 +1109,112 @@ mod hostile {
             engine.report().failures[0].kind,
             LoadErrorKind::RoutingBudget { .. }
         ));
+        feed.say("ann", "!bacon");
+        assert_eq!(
+            replies.wait_for(1),
+            ["gives ann a strip of delicious bacon."]
+        );
+        drop(feed);
+        engine.shutdown();
+    }
+
+    /// Long enough for any extension that returns at all; the hanging
+    /// fixtures never do, so the tests wait for the engine's verdict.
+    const LOAD_DEADLINE: Duration = Duration::from_secs(1);
+
+    /// A `manifest` that never returns, in a library and in-process.
+    struct NeverDescribes;
+
+    impl Plugin for NeverDescribes {
+        fn manifest() -> Manifest<Self> {
+            loop {
+                std::thread::park();
+            }
+        }
+        fn init(_: &Context) -> Result<Self, Error> {
+            Ok(NeverDescribes)
+        }
+    }
+
+    #[test]
+    fn a_manifest_that_never_returns_fails_its_extension_not_the_loader() {
+        let hangs = lib("plugboard_fixture_manifest_hangs");
+        let (feed, client, replies) = TestClient::triple();
+        let engine = Engine::builder(EngineConfig {
+            load_deadline: LOAD_DEADLINE,
+            ..EngineConfig::default()
+        })
+        .library(&lib("plugboard_discord"))
+        .library(&hangs)
+        .plugin::<NeverDescribes>()
+        .library(&lib("plugboard_bacon"))
+        .clients(move |_| Some(client.clone()))
+        .start()
+        .unwrap();
+        let failures: Vec<String> = engine
+            .report()
+            .failures
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            failures,
+            [
+                format!("{}: manifest did not return within 1 s", hangs.display()),
+                "<in-process>: manifest did not return within 1 s".to_owned(),
+            ]
+        );
+        assert!(matches!(
+            engine.report().failures[0].kind,
+            LoadErrorKind::Overdue {
+                stage: Stage::Manifest,
+                ..
+            }
+        ));
+        assert!(abandoned_threads() >= 2, "both threads are abandoned");
+        feed.say("ann", "!bacon");
+        assert_eq!(
+            replies.wait_for(1),
+            ["gives ann a strip of delicious bacon."]
+        );
+        drop(feed);
+        engine.shutdown();
+    }
+
+    #[test]
+    fn an_init_that_never_returns_fails_its_extension_not_the_engine() {
+        let hangs = lib("plugboard_fixture_init_hangs");
+        let (feed, client, replies) = TestClient::triple();
+        let engine = Engine::builder(EngineConfig {
+            load_deadline: LOAD_DEADLINE,
+            ..EngineConfig::default()
+        })
+        .library(&lib("plugboard_discord"))
+        .library(&hangs)
+        .library(&lib("plugboard_bacon"))
+        .clients(move |_| Some(client.clone()))
+        .start()
+        .unwrap();
+        let failures: Vec<String> = engine
+            .report()
+            .failures
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            failures,
+            [format!(
+                "{}: init did not return within 1 s",
+                hangs.display()
+            )]
+        );
+        assert!(abandoned_threads() >= 1);
+        assert_eq!(
+            engine.plugin_names().collect::<Vec<_>>(),
+            ["bacon"],
+            "the hung plugin is not routed to"
+        );
+        feed.say("ann", "!never");
         feed.say("ann", "!bacon");
         assert_eq!(
             replies.wait_for(1),

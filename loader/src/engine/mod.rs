@@ -117,6 +117,12 @@ pub struct EngineConfig {
     /// Worker threads that may be left stuck in plugin calls before the
     /// engine stops replacing them (see the supervisor docs).
     pub max_abandoned: usize,
+    /// How long an extension's `manifest` (when its library is opened or
+    /// it is registered) and its `init` (at [`EngineBuilder::start`]) may
+    /// run. Past it the extension fails (`init did not return within 5 s`)
+    /// and the thread running it is abandoned (see [`crate::deadline`]).
+    /// An adapter's `init` may connect to its platform: allow for that.
+    pub load_deadline: Duration,
     /// Where extensions keep state (each gets `<data_dir>/<plugins|adapters>/<name>`)
     /// and the engine its enable/disable switches (`<data_dir>/switches.json`).
     /// `None`: nothing persists.
@@ -140,6 +146,7 @@ impl Default for EngineConfig {
             command_deadline: Duration::from_secs(5),
             quarantine_after: 3,
             max_abandoned: 16,
+            load_deadline: crate::deadline::DEFAULT_LOAD_DEADLINE,
             data_dir: None,
             admins: Vec::new(),
         }
@@ -271,7 +278,7 @@ impl EngineBuilder {
 
     /// Opens one library file.
     pub fn library(mut self, path: &Path) -> Self {
-        match library::open_with(path, &self.trust) {
+        match library::open_within(path, &self.trust, self.config.load_deadline) {
             Ok(candidate) => self.candidates.push(candidate),
             Err(e) => self.failures.push(e),
         }
@@ -280,7 +287,7 @@ impl EngineBuilder {
 
     /// Registers an in-process plugin: the same trait and checks as a library.
     pub fn plugin<P: Plugin>(mut self) -> Self {
-        match PluginCandidate::in_process::<P>() {
+        match PluginCandidate::in_process_within::<P>(self.config.load_deadline) {
             Ok(c) => self.candidates.push(Candidate::Plugin(c)),
             Err(e) => self.failures.push(e),
         }
@@ -289,7 +296,7 @@ impl EngineBuilder {
 
     /// Registers an in-process adapter: the same trait and checks as a library.
     pub fn adapter<A: Adapter>(mut self) -> Self {
-        match AdapterCandidate::in_process::<A>() {
+        match AdapterCandidate::in_process_within::<A>(self.config.load_deadline) {
             Ok(c) => self.candidates.push(Candidate::Adapter(c)),
             Err(e) => self.failures.push(e),
         }
@@ -320,8 +327,9 @@ impl EngineBuilder {
     }
 
     /// Initialises every extension and starts the pipeline. An extension
-    /// that fails (duplicate name, init error) is reported and left out;
-    /// the others start.
+    /// that fails (duplicate name, init error, init still running after
+    /// [`EngineConfig::load_deadline`]) is reported and left out; the
+    /// others start.
     pub fn start(self) -> Result<Engine, EngineError> {
         let EngineBuilder {
             config,
@@ -358,7 +366,10 @@ impl EngineBuilder {
             let data_dir = extension_data_dir(config.data_dir.as_deref(), key.0, &key.1);
             let started = match &candidate {
                 Candidate::Plugin(p) => p
-                    .instantiate(host::host(&key.1, config_json, data_dir, None))
+                    .instantiate_within(
+                        host::host(&key.1, config_json, data_dir, None),
+                        config.load_deadline,
+                    )
                     .map(|obj| {
                         let live = LivePlugin {
                             name: key.1.clone(),
@@ -390,7 +401,7 @@ impl EngineBuilder {
                     let client = clients.as_ref().and_then(|f| f(&a.manifest));
                     let (host, taken) =
                         host::host_tracking_client(&key.1, config_json, data_dir, client);
-                    a.instantiate(host).map(|obj| {
+                    a.instantiate_within(host, config.load_deadline).map(|obj| {
                         if taken.load(std::sync::atomic::Ordering::Acquire) {
                             took_client.push(key.1.clone());
                         }
@@ -408,10 +419,7 @@ impl EngineBuilder {
                     });
                     first_seen.insert(key, candidate.source().clone());
                 }
-                Err(e) => failures.push(LoadError::new(
-                    candidate.source().clone(),
-                    LoadErrorKind::Init(e),
-                )),
+                Err(kind) => failures.push(LoadError::new(candidate.source().clone(), kind)),
             }
         }
         for failure in &failures {
