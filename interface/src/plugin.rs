@@ -377,14 +377,18 @@ pub mod __export {
     //! The `extern "C"` entry points [`export_plugin!`](crate::export_plugin) exports.
     use super::*;
 
-    /// `PluginRoot::manifest` for `P`.
+    /// `PluginRoot::manifest` for `P`: quiets this library's panic hook
+    /// (see `guard::quiet_panics`), then describes `P`.
     pub extern "C" fn manifest<P: Plugin>() -> RResult<PluginManifest, ExtError> {
+        crate::guard::quiet_panics();
         manifest_of::<P>()
     }
 
-    /// `PluginRoot::init` for `P`: installs the logging bridge (this runs
-    /// only in a dynamically loaded library), then instantiates.
+    /// `PluginRoot::init` for `P`: quiets the panic hook and installs the
+    /// logging bridge (this runs only in a dynamically loaded library), then
+    /// instantiates.
     pub extern "C" fn init<P: Plugin>(host: HostBox) -> RResult<PluginBox, ExtError> {
+        crate::guard::quiet_panics();
         crate::log_bridge::install(&host);
         instantiate::<P>(host)
     }

@@ -1054,6 +1054,7 @@ mod hostile {
 
     use plugboard_interface::prelude::*;
     use plugboard_loader::deadline::abandoned_threads;
+    use plugboard_loader::library::open;
     use plugboard_loader::{Engine, EngineConfig, LoadErrorKind, Stage};
 
     use crate::support::{lib, TestClient};
@@ -1222,5 +1223,24 @@ mod hostile {
         );
         drop(feed);
         engine.shutdown();
+    }
+
+    /// The load failure of a panicking `manifest` is its one line (the
+    /// process-level test in tests/demo.rs checks nothing else is printed).
+    #[test]
+    fn a_panicking_manifest_is_one_failure_line() {
+        let path = lib("plugboard_fixture_manifest_panics");
+        let err = open(&path).err().expect("the manifest panics");
+        assert!(matches!(
+            err.kind,
+            LoadErrorKind::Manifest(plugboard_interface::ExtError::Panicked(_))
+        ));
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: describing itself failed: panicked: fixture manifest panic",
+                path.display()
+            )
+        );
     }
 }
