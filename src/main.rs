@@ -91,8 +91,10 @@ struct Common {
     #[arg(long, global = true)]
     no_preflight: bool,
 
-    /// Seconds one library may take to load (its initialisers and
-    /// manifest) before it is reported as hung [default: 5].
+    /// Seconds an extension may take to load (its initialisers and
+    /// `manifest`) and to `init` before it fails (a thread stuck in it is
+    /// abandoned); adapters may connect to their platform in `init`
+    /// [default: 5].
     #[arg(long, value_name = "SECS", global = true)]
     load_deadline: Option<f64>,
 }
@@ -193,12 +195,16 @@ fn run() -> anyhow::Result<ExitCode> {
     let preflight = if cli.common.no_preflight || file.trust.preflight == Some(false) {
         None
     } else {
-        let mut preflight =
-            plugboard::Preflight::current_exe().context("locating the plugboard executable")?;
-        if let Some(secs) = cli.common.load_deadline {
-            preflight = preflight.deadline(seconds("--load-deadline", secs)?);
+        Some(plugboard::Preflight::current_exe().context("locating the plugboard executable")?)
+    };
+    // The flag, else the file's `[engine] load_deadline`, else the default.
+    let load_deadline = match cli.common.load_deadline {
+        Some(secs) => seconds("--load-deadline", secs)?,
+        None => {
+            let mut engine = EngineConfig::default();
+            file.apply(&mut engine);
+            engine.load_deadline
         }
-        Some(preflight)
     };
     // From here on, descriptor 1 is stderr: whatever an extension prints
     // cannot mix with replies and reports, which go to `stdout` only.
@@ -210,6 +216,7 @@ fn run() -> anyhow::Result<ExitCode> {
                 &libraries,
                 &trust,
                 preflight.as_ref(),
+                load_deadline,
                 &mut stdout,
                 &mut io::stderr(),
             )?;
@@ -220,8 +227,13 @@ fn run() -> anyhow::Result<ExitCode> {
             })
         }
         Some(Command::List) => {
-            let failed =
-                plugboard_demo::inspect::list(&load_path, &trust, preflight.as_ref(), &mut stdout)?;
+            let failed = plugboard_demo::inspect::list(
+                &load_path,
+                &trust,
+                preflight.as_ref(),
+                load_deadline,
+                &mut stdout,
+            )?;
             Ok(if failed == 0 {
                 ExitCode::SUCCESS
             } else {
@@ -236,6 +248,7 @@ fn run() -> anyhow::Result<ExitCode> {
                 // Replies to unmatched commands count as output like in the REPL.
                 engine: EngineConfig {
                     unmatched: Unmatched::Reply,
+                    load_deadline,
                     ..EngineConfig::default()
                 },
                 ..plugboard_demo::Options::default()
@@ -253,7 +266,14 @@ fn run() -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        None => repl(cli.run, file, trust, load_path, preflight, stdout),
+        None => repl(
+            cli.run,
+            file,
+            trust,
+            load_path,
+            (preflight, load_deadline),
+            stdout,
+        ),
     }
 }
 
@@ -262,7 +282,7 @@ fn repl(
     file: FileConfig,
     trust: TrustPolicy,
     load_path: LoadPath,
-    preflight: Option<plugboard::Preflight>,
+    (preflight, load_deadline): (Option<plugboard::Preflight>, Duration),
     stdout: std::fs::File,
 ) -> anyhow::Result<ExitCode> {
     // Defaults, then the file, then the environment, then flags.
@@ -299,6 +319,7 @@ fn repl(
     if let Some(secs) = args.command_deadline {
         engine.command_deadline = seconds("--command-deadline", secs)?;
     }
+    engine.load_deadline = load_deadline;
     if let Some(n) = args.quarantine_after {
         engine.quarantine_after = n;
     }

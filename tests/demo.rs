@@ -760,6 +760,26 @@ mod kit {
         );
     }
 
+    /// A panicking `manifest` runs before the library's logging bridge (and
+    /// its quiet panic hook) used to exist: its std's default hook printed
+    /// the panic on stderr around the one failure line.
+    #[test]
+    fn check_reports_a_panicking_manifest_in_one_line_and_nothing_else() {
+        let dir = load_path_with(&["plugboard_fixture_manifest_panics"]);
+        let lib = dir.0.join(lib_file("plugboard_fixture_manifest_panics"));
+        let out = plugboard().arg("check").arg(&lib).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let mut printed = lines(&out.stdout);
+        printed.extend(lines(&out.stderr));
+        assert_eq!(
+            printed,
+            [format!(
+                "error: {}: describing itself failed: panicked: fixture manifest panic",
+                lib.display()
+            )]
+        );
+    }
+
     #[test]
     fn list_shows_the_load_path() {
         let dir = load_path_with(&["plugboard_fixture_no_root"]);

@@ -3,6 +3,7 @@
 
 use std::io::{self, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use plugboard_loader::library::Candidate;
 use plugboard_loader::preflight::open_all;
@@ -50,12 +51,13 @@ pub fn check(
     libraries: &[PathBuf],
     trust: &TrustPolicy,
     preflight: Option<&Preflight>,
+    load_deadline: Duration,
     out: &mut impl Write,
     err: &mut impl Write,
 ) -> io::Result<usize> {
     let mut invalid = 0;
     let mut result = Ok(());
-    open_all(libraries, trust, preflight, |_, outcome| {
+    open_all(libraries, trust, preflight, load_deadline, |_, outcome| {
         if result.is_err() {
             return;
         }
@@ -76,6 +78,7 @@ pub fn list(
     load_path: &LoadPath,
     trust: &TrustPolicy,
     preflight: Option<&Preflight>,
+    load_deadline: Duration,
     out: &mut impl Write,
 ) -> io::Result<usize> {
     let scan = load_path.scan_with(trust);
@@ -84,26 +87,32 @@ pub fn list(
         writeln!(out, "FAIL  {f}")?;
     }
     let mut result = Ok(());
-    open_all(&scan.libraries, trust, preflight, |path, outcome| {
-        if result.is_err() {
-            return;
-        }
-        result = match outcome {
-            Ok(c) => writeln!(
-                out,
-                "ok    {} {} {} (interface {}): {}",
-                c.kind(),
-                c.name(),
-                c.version(),
-                c.interface_version(),
-                path.display()
-            ),
-            Err(e) => {
-                failed += 1;
-                writeln!(out, "FAIL  {e}")
+    open_all(
+        &scan.libraries,
+        trust,
+        preflight,
+        load_deadline,
+        |path, outcome| {
+            if result.is_err() {
+                return;
             }
-        };
-    });
+            result = match outcome {
+                Ok(c) => writeln!(
+                    out,
+                    "ok    {} {} {} (interface {}): {}",
+                    c.kind(),
+                    c.name(),
+                    c.version(),
+                    c.interface_version(),
+                    path.display()
+                ),
+                Err(e) => {
+                    failed += 1;
+                    writeln!(out, "FAIL  {e}")
+                }
+            };
+        },
+    );
     result?;
     if scan.libraries.is_empty() && scan.failures.is_empty() {
         writeln!(out, "(no libraries on the load path)")?;

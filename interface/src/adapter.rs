@@ -353,14 +353,17 @@ pub mod __export {
     //! The `extern "C"` entry points [`export_adapter!`](crate::export_adapter) exports.
     use super::*;
 
-    /// `AdapterRoot::manifest` for `A`.
+    /// `AdapterRoot::manifest` for `A`: quiets this library's panic hook
+    /// (see `guard::quiet_panics`), then describes `A`.
     pub extern "C" fn manifest<A: Adapter>() -> RResult<AdapterManifest, ExtError> {
+        crate::guard::quiet_panics();
         manifest_of::<A>()
     }
 
-    /// `AdapterRoot::init` for `A`: installs the logging bridge (dynamic
-    /// libraries only), then instantiates.
+    /// `AdapterRoot::init` for `A`: quiets the panic hook and installs the
+    /// logging bridge (dynamic libraries only), then instantiates.
     pub extern "C" fn init<A: Adapter>(host: HostBox) -> RResult<AdapterBox, ExtError> {
+        crate::guard::quiet_panics();
         crate::log_bridge::install(&host);
         instantiate::<A>(host)
     }

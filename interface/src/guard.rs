@@ -1,6 +1,8 @@
-//! The one place that turns panics into values.
+//! The one place that turns panics into values, and that keeps a
+//! dynamically loaded library's panics off stderr.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Once;
 
 use abi_stable::std_types::{RResult, RString};
 
@@ -25,6 +27,33 @@ pub(crate) fn guard_unit(f: impl FnOnce()) -> Option<RString> {
     catch_unwind(AssertUnwindSafe(f))
         .err()
         .map(|payload| panic_message(&*payload))
+}
+
+/// Makes this library's panic hook quiet, once per library: a panic is
+/// logged at debug level (target `plugboard::panic`, message and location)
+/// instead of printed.
+///
+/// Every cdylib has its own copy of std and so its own panic hook, the
+/// default one until replaced: it would print every panic that [`guard`]
+/// then catches (four lines, more with a backtrace) on the engine's stderr,
+/// around the one line the engine reports. The engine already reports the
+/// panic's message. Through the logging bridge (installed at `init`) the
+/// location reaches the engine's debug log; before it (a panicking
+/// `manifest`) `log` has no logger in this library and the hook is silent.
+///
+/// Only the exported entry points (`__export`) call this, first thing: in
+/// an extension linked into the host the hook is the host's, not ours.
+pub(crate) fn quiet_panics() {
+    static QUIET: Once = Once::new();
+    QUIET.call_once(|| {
+        // `set_hook` panics only on a panicking thread, which an entry
+        // point is not; still, nothing may unwind out of one.
+        let _ = catch_unwind(|| {
+            std::panic::set_hook(Box::new(|info| {
+                log::debug!(target: "plugboard::panic", "{info}");
+            }));
+        });
+    });
 }
 
 pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> RString {

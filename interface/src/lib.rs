@@ -51,6 +51,13 @@
 //!   module and the loader adapts them. Until a second generation exists,
 //!   libraries must be rebuilt against the engine's `0.MINOR`.
 //! - After `1.0`, the same rules apply with `MAJOR` as the generation.
+//!
+//! `tests/layout.rs` enforces the second rule: it fingerprints each root
+//! module's layout (with every type reachable from it) and compares it with
+//! the fingerprints recorded per version in `interface/layout.lock`; a
+//! layout that changes within a generation fails it, with what to do (bump
+//! `MINOR`, then `UPDATE_LAYOUT=1 cargo test -p plugboard-interface --test
+//! layout` records the new version's line). 64-bit targets only.
 #![deny(missing_docs)]
 // abi_stable's derives name generated types `PluginRoot_Ref`, `Host_TO`, ...
 // and define impls inside generated functions; both are its conventions.

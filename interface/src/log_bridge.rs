@@ -151,12 +151,7 @@ pub(crate) fn install(host: &HostBox) {
     // instance from the same library): the first bridge serves both.
     if log::set_boxed_logger(Box::new(bridge)).is_ok() {
         log::set_max_level(LogLevel::filter(host.max_level().into_option()));
-        // This library's copy of std has its own panic hook, which would
-        // print every caught panic (and maybe a backtrace) on stderr. The
-        // engine already reports the panic message; keep the location for
-        // debugging, through the host's log.
-        std::panic::set_hook(Box::new(|info| {
-            log::debug!(target: "plugboard::panic", "{info}");
-        }));
+        // From now on the quiet panic hook (`guard::quiet_panics`, installed
+        // by every exported entry point) logs panic locations through this.
     }
 }

@@ -27,7 +27,10 @@
 //! export_plugin!(Echo);
 //! ```
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::mem::ManuallyDrop;
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use abi_stable::{
     declare_root_module_statics,
@@ -51,6 +54,10 @@ pub trait Plugin: Sized + Send + Sync + 'static {
     /// Name, version, help, and the commands with their handlers.
     /// Called at load time, before [`Plugin::init`], so that the engine can
     /// validate the manifest without running anything else.
+    ///
+    /// It is called once per process: the manifest the engine validates is
+    /// the one whose handlers it calls, so it need not be deterministic (a
+    /// manifest built by iterating a `HashMap` is fine).
     fn manifest() -> Manifest<Self>;
 
     /// Creates the plugin from its context (configuration, logging).
@@ -306,7 +313,7 @@ pub fn instantiate<P: Plugin>(host: HostBox) -> RResult<PluginBox, ExtError> {
     guard(|| {
         let ctx = Context::new(host);
         let plugin = P::init(&ctx)?;
-        let handlers = P::manifest().commands.iter().map(|c| c.handler).collect();
+        let handlers = manifest::<P>().commands.iter().map(|c| c.handler).collect();
         let instance = Instance {
             plugin: ManuallyDrop::new(plugin),
             handlers,
@@ -320,7 +327,49 @@ pub fn instantiate<P: Plugin>(host: HostBox) -> RResult<PluginBox, ExtError> {
 
 /// The manifest of `P` for the boundary, catching panics.
 pub fn manifest_of<P: Plugin>() -> RResult<PluginManifest, ExtError> {
-    guard(|| Ok(P::manifest().to_abi()))
+    guard(|| Ok(manifest::<P>().to_abi()))
+}
+
+/// `P::manifest()`, called once per process and kept.
+///
+/// The engine validates the manifest (`manifest_of`) and later builds the
+/// handler table (`instantiate`) from it, pairing commands with handlers by
+/// position. Two calls of the author's `manifest` need not agree (one built
+/// by iterating a `HashMap` lists its commands in a different order each
+/// time), so both use this one value.
+///
+/// The cache is a global of this crate, keyed by `TypeId`: every cdylib has
+/// its own copy of it, as it has its own copy of `P`, and an engine with
+/// in-process plugins keeps theirs in its own copy. Each entry is leaked:
+/// one small manifest per plugin type, for the life of the process.
+fn manifest<P: Plugin>() -> &'static Manifest<P> {
+    type Cache = Mutex<HashMap<TypeId, &'static (dyn Any + Send + Sync)>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    // The lock is never held while author code runs, so it cannot be poisoned
+    // by a panic of theirs; a poisoned map is still consistent (inserts only).
+    let lock = || {
+        CACHE
+            .get_or_init(Cache::default)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    };
+    let id = TypeId::of::<P>();
+    let cached = lock().get(&id).copied();
+    let entry = match cached {
+        Some(entry) => entry,
+        None => {
+            // Outside the lock: `manifest` may be slow, panic or never
+            // return, and other plugin types must not wait for it. If two
+            // threads race, the first value stored wins and both use it.
+            let built = P::manifest();
+            *lock()
+                .entry(id)
+                .or_insert_with(|| Box::leak(Box::new(built)))
+        }
+    };
+    entry
+        .downcast_ref::<Manifest<P>>()
+        .expect("the cache entry under TypeId::of::<P>() is always a Manifest<P>")
 }
 
 #[doc(hidden)]
@@ -328,14 +377,18 @@ pub mod __export {
     //! The `extern "C"` entry points [`export_plugin!`](crate::export_plugin) exports.
     use super::*;
 
-    /// `PluginRoot::manifest` for `P`.
+    /// `PluginRoot::manifest` for `P`: quiets this library's panic hook
+    /// (see `guard::quiet_panics`), then describes `P`.
     pub extern "C" fn manifest<P: Plugin>() -> RResult<PluginManifest, ExtError> {
+        crate::guard::quiet_panics();
         manifest_of::<P>()
     }
 
-    /// `PluginRoot::init` for `P`: installs the logging bridge (this runs
-    /// only in a dynamically loaded library), then instantiates.
+    /// `PluginRoot::init` for `P`: quiets the panic hook and installs the
+    /// logging bridge (this runs only in a dynamically loaded library), then
+    /// instantiates.
     pub extern "C" fn init<P: Plugin>(host: HostBox) -> RResult<PluginBox, ExtError> {
+        crate::guard::quiet_panics();
         crate::log_bridge::install(&host);
         instantiate::<P>(host)
     }
@@ -348,5 +401,35 @@ pub mod __export {
             init: init::<P>,
         }
         .leak_into_prefix()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    static CALLS: AtomicUsize = AtomicUsize::new(0);
+
+    struct Counted;
+
+    impl Plugin for Counted {
+        fn manifest() -> Manifest<Self> {
+            let n = CALLS.fetch_add(1, Ordering::SeqCst);
+            Manifest::new(&format!("counted{n}"), "1.0.0")
+        }
+        fn init(_: &Context) -> Result<Self, Error> {
+            Ok(Counted)
+        }
+    }
+
+    #[test]
+    fn the_authors_manifest_runs_once_per_process() {
+        let first = manifest_of::<Counted>().unwrap();
+        let second = manifest_of::<Counted>().unwrap();
+        assert_eq!(first, second);
+        assert_eq!(first.name.as_str(), "counted0");
+        assert_eq!(CALLS.load(Ordering::SeqCst), 1);
     }
 }

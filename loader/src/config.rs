@@ -75,6 +75,8 @@ pub struct EngineSection {
     pub max_abandoned: Option<usize>,
     /// Seconds, for both `listen_grace` and `shutdown_grace`.
     pub grace_period: Option<f64>,
+    /// Seconds an extension's `manifest` or `init` may run.
+    pub load_deadline: Option<f64>,
     pub when_full: Option<WhenFull>,
     pub unmatched: Option<Unmatched>,
 }
@@ -174,6 +176,7 @@ impl FileConfig {
         for (key, value) in [
             ("command_deadline", e.command_deadline),
             ("grace_period", e.grace_period),
+            ("load_deadline", e.load_deadline),
         ] {
             if let Some(v) = value {
                 seconds(path, key, v)?;
@@ -212,6 +215,12 @@ impl FileConfig {
         {
             config.listen_grace = d;
             config.shutdown_grace = d;
+        }
+        if let Some(d) = e
+            .load_deadline
+            .and_then(|v| Duration::try_from_secs_f64(v).ok())
+        {
+            config.load_deadline = d;
         }
         if let Some(q) = e.quarantine_after {
             config.quarantine_after = q;
@@ -286,6 +295,7 @@ admins = ["irc:nelsk"]
 workers = 3
 command_deadline = 2.5
 deadlines = { hangs = 0.25 }
+load_deadline = 30.0
 when_full = "reject"
 unmatched = "ignore"
 
@@ -306,6 +316,7 @@ server = "127.0.0.1"
         config.apply(&mut engine);
         assert_eq!(engine.workers, 3);
         assert_eq!(engine.command_deadline, Duration::from_millis(2500));
+        assert_eq!(engine.load_deadline, Duration::from_secs(30));
         assert_eq!(engine.when_full, WhenFull::Reject);
         assert_eq!(engine.unmatched, Unmatched::Ignore);
         assert_eq!(engine.data_dir, Some(PathBuf::from("/etc/data")));

@@ -25,6 +25,24 @@ impl fmt::Display for Kind {
     }
 }
 
+/// An extension entry point the loader calls under the load deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// `manifest` (at load time; `info` for adapters).
+    Manifest,
+    /// `init` (at startup).
+    Init,
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Stage::Manifest => "manifest",
+            Stage::Init => "init",
+        })
+    }
+}
+
 /// Where an extension came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -126,6 +144,21 @@ pub enum LoadErrorKind {
     Manifest(ExtError),
     /// The manifest is invalid.
     InvalidManifest(String),
+    /// The plugin's command patterns compile one by one but not together
+    /// within its share of the routing table (`routes::PLUGIN_BUDGET`).
+    RoutingBudget {
+        /// The plugin's name.
+        name: String,
+        /// The budget, in bytes of compiled automata.
+        budget: usize,
+    },
+    /// The combined routing table would not build with this plugin's
+    /// patterns in it (a safety net behind `RoutingBudget`); it was left out,
+    /// after its `init`.
+    RoutingTable {
+        /// The plugin's name.
+        name: String,
+    },
     /// Another extension of the same kind already has this name.
     Duplicate {
         /// Plugin or adapter.
@@ -137,6 +170,21 @@ pub enum LoadErrorKind {
     },
     /// The extension's `init` failed, panicked or rejected its config.
     Init(ExtError),
+    /// `manifest` or `init` did not return within the load deadline
+    /// (`EngineConfig::load_deadline`); its thread was abandoned.
+    Overdue {
+        /// Which call.
+        stage: Stage,
+        /// The deadline it missed.
+        deadline: std::time::Duration,
+    },
+    /// No thread could be started to call `manifest` or `init`.
+    NoThread {
+        /// Which call.
+        stage: Stage,
+        /// The OS error.
+        source: io::Error,
+    },
     /// Refused by the trust checks, before it was opened.
     Untrusted(crate::trust::TrustError),
     /// Refused, killed, hung or garbled in the pre-flight child process.
@@ -183,6 +231,16 @@ impl fmt::Display for LoadErrorKind {
             RootModule(msg) => write!(f, "its root module failed to initialise: {msg}"),
             Manifest(e) => write!(f, "describing itself failed: {e}"),
             InvalidManifest(msg) => write!(f, "invalid manifest: {msg}"),
+            RoutingBudget { name, budget } => write!(
+                f,
+                "command patterns of `{name}` compile to more than the routing budget ({} MiB)",
+                budget >> 20
+            ),
+            RoutingTable { name } => write!(
+                f,
+                "left out: the command routing table does not build with the patterns of \
+                 `{name}` added to those of the plugins loaded before it"
+            ),
             Duplicate { kind, name, first } => {
                 write!(
                     f,
@@ -191,6 +249,14 @@ impl fmt::Display for LoadErrorKind {
             }
             Init(ExtError::InvalidConfig(msg)) => write!(f, "rejected its configuration: {msg}"),
             Init(e) => write!(f, "init failed: {e}"),
+            Overdue { stage, deadline } => write!(
+                f,
+                "{stage} did not return within {}",
+                crate::deadline::human(*deadline)
+            ),
+            NoThread { stage, source } => {
+                write!(f, "cannot start a thread to call {stage}: {source}")
+            }
             Untrusted(e) => e.fmt(f),
             Preflight(e) => e.fmt(f),
         }
@@ -206,7 +272,9 @@ impl fmt::Display for LoadError {
 impl std::error::Error for LoadError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.kind {
-            LoadErrorKind::ReadDir(e) | LoadErrorKind::Metadata(e) => Some(e),
+            LoadErrorKind::ReadDir(e)
+            | LoadErrorKind::Metadata(e)
+            | LoadErrorKind::NoThread { source: e, .. } => Some(e),
             LoadErrorKind::Manifest(e) | LoadErrorKind::Init(e) => Some(e),
             _ => None,
         }

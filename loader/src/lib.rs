@@ -13,6 +13,8 @@
 //!   running [`Engine`]: bounded crossbeam channels from adapters through a
 //!   router and a worker pool back to adapters; [`engine::shutdown`] explains
 //!   how it stops.
+//! - [`deadline`]: `manifest` and `init` run on helper threads with a
+//!   deadline, abandoned past it, so a hung extension cannot hang startup.
 //! - [`preflight`]: every library opened first in a short-lived child
 //!   process, so that one whose load-time code crashes, exits or hangs costs
 //!   one line instead of the process.
@@ -29,6 +31,7 @@
 //! caller's choice (a `--strict` flag, say) to treat failures as fatal.
 
 pub mod config;
+pub mod deadline;
 pub mod engine;
 pub mod error;
 pub mod library;
@@ -42,7 +45,7 @@ pub use engine::{
     LoadReport, Loaded, PluginCounters, PluginState, PluginStatus, Scope, SubmitError, Unmatched,
     WhenFull,
 };
-pub use error::{Kind, LoadError, LoadErrorKind, Source};
+pub use error::{Kind, LoadError, LoadErrorKind, Source, Stage};
 pub use path::{LoadPath, PATH_ENV};
 pub use preflight::Preflight;
 pub use trust::TrustPolicy;

@@ -6,12 +6,17 @@
 //! interface version, the full type layout, and only then the library's own
 //! code (its root-module constructor and `manifest`), whose output is
 //! validated in turn. `init` runs later, when the engine starts.
+//!
+//! `manifest` (and `init`, through [`PluginCandidate`] / [`AdapterCandidate`])
+//! runs under the load deadline (see [`crate::deadline`]): a library whose
+//! `manifest` never returns is one failure line, not a hung loader.
 
 use std::fs::{self, File};
 use std::io;
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use abi_stable::abi_stability::abi_checking::{
     check_layout_compatibility, AbiInstability, AbiInstabilityErrors,
@@ -27,7 +32,9 @@ use plugboard_interface::plugin::{self, Plugin, PluginBox, PluginManifest, Plugi
 use plugboard_interface::{ExtError, INTERFACE_VERSION};
 use regex::Regex;
 
-use crate::error::{Kind, LoadError, LoadErrorKind, Source};
+use crate::deadline::{self, Missed, DEFAULT_LOAD_DEADLINE};
+use crate::engine::routes;
+use crate::error::{Kind, LoadError, LoadErrorKind, Source, Stage};
 use crate::trust::{self, TrustError, TrustPolicy};
 
 type PluginInit = Arc<dyn Fn(HostBox) -> RResult<PluginBox, ExtError> + Send + Sync>;
@@ -110,13 +117,20 @@ impl Candidate {
 }
 
 impl PluginCandidate {
-    /// An in-process plugin type, validated like a library's.
+    /// An in-process plugin type, validated like a library's (its
+    /// `manifest` given [`DEFAULT_LOAD_DEADLINE`]).
     pub fn in_process<P: Plugin>() -> Result<Self, LoadError> {
-        let manifest = plugin::manifest_of::<P>()
-            .into_result()
-            .map_err(|e| LoadError::new(Source::InProcess, LoadErrorKind::Manifest(e)))?;
+        Self::in_process_within::<P>(DEFAULT_LOAD_DEADLINE)
+    }
+
+    /// [`PluginCandidate::in_process`], its `manifest` given `deadline`.
+    pub fn in_process_within<P: Plugin>(deadline: Duration) -> Result<Self, LoadError> {
+        let manifest = call_manifest(&Source::InProcess, deadline, plugin::manifest_of::<P>)
+            .map_err(|kind| LoadError::new(Source::InProcess, kind))?;
         let patterns = validate_plugin(&manifest)
             .map_err(|m| LoadError::new(Source::InProcess, LoadErrorKind::InvalidManifest(m)))?;
+        check_routing_budget(&manifest, &patterns)
+            .map_err(|kind| LoadError::new(Source::InProcess, kind))?;
         Ok(PluginCandidate {
             source: Source::InProcess,
             interface_version: INTERFACE_VERSION.to_owned(),
@@ -130,6 +144,18 @@ impl PluginCandidate {
         (self.init)(host).into_result()
     }
 
+    /// Runs `init` on a helper thread, waiting for it at most `deadline`.
+    pub(crate) fn instantiate_within(
+        &self,
+        host: HostBox,
+        deadline: Duration,
+    ) -> Result<PluginBox, LoadErrorKind> {
+        let init = Arc::clone(&self.init);
+        call_init(&self.source, &self.manifest.name, deadline, move || {
+            init(host)
+        })
+    }
+
     /// Initialises the plugin outside an engine, with this configuration
     /// and no data directory: for tools and benchmarks that call it directly.
     pub fn instantiate_standalone(&self, config_json: &str) -> Result<PluginBox, ExtError> {
@@ -141,11 +167,16 @@ impl PluginCandidate {
 }
 
 impl AdapterCandidate {
-    /// An in-process adapter type, validated like a library's.
+    /// An in-process adapter type, validated like a library's (its `info`
+    /// given [`DEFAULT_LOAD_DEADLINE`]).
     pub fn in_process<A: Adapter>() -> Result<Self, LoadError> {
-        let manifest = adapter::manifest_of::<A>()
-            .into_result()
-            .map_err(|e| LoadError::new(Source::InProcess, LoadErrorKind::Manifest(e)))?;
+        Self::in_process_within::<A>(DEFAULT_LOAD_DEADLINE)
+    }
+
+    /// [`AdapterCandidate::in_process`], its `info` given `deadline`.
+    pub fn in_process_within<A: Adapter>(deadline: Duration) -> Result<Self, LoadError> {
+        let manifest = call_manifest(&Source::InProcess, deadline, adapter::manifest_of::<A>)
+            .map_err(|kind| LoadError::new(Source::InProcess, kind))?;
         validate_adapter(&manifest)
             .map_err(|m| LoadError::new(Source::InProcess, LoadErrorKind::InvalidManifest(m)))?;
         Ok(AdapterCandidate {
@@ -156,8 +187,70 @@ impl AdapterCandidate {
         })
     }
 
-    pub(crate) fn instantiate(&self, host: HostBox) -> Result<AdapterBox, ExtError> {
-        (self.init)(host).into_result()
+    /// Runs `init` on a helper thread, waiting for it at most `deadline`
+    /// (an adapter's `init` may connect to its platform: give it the time
+    /// that takes).
+    pub(crate) fn instantiate_within(
+        &self,
+        host: HostBox,
+        deadline: Duration,
+    ) -> Result<AdapterBox, LoadErrorKind> {
+        let init = Arc::clone(&self.init);
+        call_init(&self.source, &self.manifest.name, deadline, move || {
+            init(host)
+        })
+    }
+}
+
+/// Calls a `manifest` entry point under `deadline`.
+fn call_manifest<M: Send + 'static>(
+    source: &Source,
+    deadline: Duration,
+    manifest: impl FnOnce() -> RResult<M, ExtError> + Send + 'static,
+) -> Result<M, LoadErrorKind> {
+    match deadline::call_within(
+        "manifest".to_owned(),
+        format!("{source}: manifest"),
+        deadline,
+        manifest,
+    ) {
+        Ok(result) => result.into_result().map_err(LoadErrorKind::Manifest),
+        Err(missed) => Err(missed_kind(Stage::Manifest, deadline, missed)),
+    }
+}
+
+/// Calls an `init` entry point under `deadline`.
+fn call_init<T: Send + 'static>(
+    source: &Source,
+    name: &str,
+    deadline: Duration,
+    init: impl FnOnce() -> RResult<T, ExtError> + Send + 'static,
+) -> Result<T, LoadErrorKind> {
+    match deadline::call_within(
+        format!("init-{name}"),
+        format!("{source}: init of `{name}`"),
+        deadline,
+        init,
+    ) {
+        Ok(result) => result.into_result().map_err(LoadErrorKind::Init),
+        Err(missed) => Err(missed_kind(Stage::Init, deadline, missed)),
+    }
+}
+
+fn missed_kind(stage: Stage, deadline: Duration, missed: Missed) -> LoadErrorKind {
+    match missed {
+        Missed::Overdue => LoadErrorKind::Overdue { stage, deadline },
+        Missed::Spawn(source) => LoadErrorKind::NoThread { stage, source },
+        // The entry points catch panics; only the loader's own glue could
+        // end the thread this way.
+        Missed::Lost => {
+            let lost =
+                ExtError::Panicked(format!("{stage} ended its thread without returning").into());
+            match stage {
+                Stage::Manifest => LoadErrorKind::Manifest(lost),
+                Stage::Init => LoadErrorKind::Init(lost),
+            }
+        }
     }
 }
 
@@ -172,6 +265,16 @@ pub fn open(path: &Path) -> Result<Candidate, LoadError> {
 
 /// [`open`], with the trust checks of `policy` first (see [`crate::trust`]).
 pub fn open_with(path: &Path, policy: &TrustPolicy) -> Result<Candidate, LoadError> {
+    open_within(path, policy, DEFAULT_LOAD_DEADLINE)
+}
+
+/// [`open_with`], giving the library's `manifest` `deadline` to return
+/// (see [`crate::deadline`]).
+pub fn open_within(
+    path: &Path,
+    policy: &TrustPolicy,
+    deadline: Duration,
+) -> Result<Candidate, LoadError> {
     let fail = |kind| LoadError::at(path, kind);
     check_file(path).map_err(fail)?;
     trust::check_writers(path, policy).map_err(|e| fail(LoadErrorKind::Untrusted(e)))?;
@@ -222,11 +325,11 @@ pub fn open_with(path: &Path, policy: &TrustPolicy) -> Result<Candidate, LoadErr
     match kind {
         Kind::Plugin => {
             let root = init_root::<PluginRoot_Ref>(header, layout).map_err(fail)?;
-            let manifest = (root.manifest())()
-                .into_result()
-                .map_err(|e| fail(LoadErrorKind::Manifest(e)))?;
+            let manifest_fn = root.manifest();
+            let manifest = call_manifest(&source, deadline, move || manifest_fn()).map_err(fail)?;
             let patterns =
                 validate_plugin(&manifest).map_err(|m| fail(LoadErrorKind::InvalidManifest(m)))?;
+            check_routing_budget(&manifest, &patterns).map_err(fail)?;
             let init = root.init();
             Ok(Candidate::Plugin(PluginCandidate {
                 source,
@@ -238,9 +341,8 @@ pub fn open_with(path: &Path, policy: &TrustPolicy) -> Result<Candidate, LoadErr
         }
         Kind::Adapter => {
             let root = init_root::<AdapterRoot_Ref>(header, layout).map_err(fail)?;
-            let manifest = (root.manifest())()
-                .into_result()
-                .map_err(|e| fail(LoadErrorKind::Manifest(e)))?;
+            let manifest_fn = root.manifest();
+            let manifest = call_manifest(&source, deadline, move || manifest_fn()).map_err(fail)?;
             validate_adapter(&manifest).map_err(|m| fail(LoadErrorKind::InvalidManifest(m)))?;
             let init = root.init();
             Ok(Candidate::Adapter(AdapterCandidate {
@@ -486,6 +588,25 @@ fn validate_plugin(manifest: &PluginManifest) -> Result<Vec<Regex>, String> {
         patterns.push(regex);
     }
     Ok(patterns)
+}
+
+/// The plugin's share of the routing table (see `engine::routes`): its
+/// patterns, which each compile, must also compile together within the
+/// per-plugin budget, so that no plugin can stop the table from building.
+fn check_routing_budget(
+    manifest: &PluginManifest,
+    patterns: &[Regex],
+) -> Result<(), LoadErrorKind> {
+    routes::check_budget(patterns).map_err(|e| match e {
+        regex::Error::CompiledTooBig(budget) => LoadErrorKind::RoutingBudget {
+            name: manifest.name.to_string(),
+            budget,
+        },
+        other => LoadErrorKind::InvalidManifest(format!(
+            "the command patterns do not compile together: {}",
+            regex_error_line(&other)
+        )),
+    })
 }
 
 fn validate_adapter(manifest: &AdapterManifest) -> Result<(), String> {

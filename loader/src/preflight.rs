@@ -50,43 +50,28 @@ use crate::trust::{self, TrustPolicy};
 /// The first argument that starts an executable as a pre-flight child.
 pub const CHILD_ARG: &str = "__plugboard-preflight";
 
-/// How to run the pre-flight: which executable to start as the child and
-/// how long one library may take in it.
+/// How to run the pre-flight: which executable to start as the child.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Preflight {
     exe: PathBuf,
-    deadline: Duration,
 }
 
-impl Preflight {
-    /// The default time one library may take to open in the child.
-    pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
+/// How much longer than the load deadline the parent waits for a verdict:
+/// a `manifest()` that hangs is then reported by the child itself, precisely,
+/// and only a hang inside `dlopen` (constructors) is left to the parent.
+const MARGIN: Duration = Duration::from_millis(250);
 
+impl Preflight {
     /// A pre-flight that starts `exe` as its child. `exe` must call
     /// [`run_if_child`] first thing in `main`.
     pub fn new(exe: impl Into<PathBuf>) -> Self {
-        Preflight {
-            exe: exe.into(),
-            deadline: Self::DEFAULT_DEADLINE,
-        }
+        Preflight { exe: exe.into() }
     }
 
     /// A pre-flight that starts this very executable (the usual choice:
     /// the binary's `main` calls [`run_if_child`]).
     pub fn current_exe() -> io::Result<Self> {
         Ok(Self::new(std::env::current_exe()?))
-    }
-
-    /// Sets how long one library may take to open in the child before it
-    /// is killed and the library blamed.
-    pub fn deadline(mut self, deadline: Duration) -> Self {
-        self.deadline = deadline;
-        self
-    }
-
-    /// The time one library may take.
-    pub fn deadline_value(&self) -> Duration {
-        self.deadline
     }
 }
 
@@ -148,6 +133,8 @@ struct Job {
     allow_writable: bool,
     /// `None`: no allowlist. Otherwise hex digests, one per line.
     allowlist: Option<String>,
+    /// How long `manifest()` may take, in milliseconds.
+    load_deadline_ms: u64,
     paths: Vec<PathBuf>,
 }
 
@@ -168,8 +155,9 @@ fn child_main() -> io::Result<()> {
             None => None,
         },
     };
+    let deadline = Duration::from_millis(job.load_deadline_ms);
     for (i, path) in job.paths.iter().enumerate() {
-        match library::open_with(path, &policy) {
+        match library::open_within(path, &policy, deadline) {
             Ok(_) => writeln!(verdicts, "ok {i}")?,
             Err(e) => writeln!(verdicts, "fail {i} {}", one_line(&e.kind.to_string()))?,
         }
@@ -208,19 +196,22 @@ fn one_line(text: &str) -> String {
     text.replace(['\n', '\r'], " ")
 }
 
-/// Opens each of `paths` with [`library::open_with`], after a pre-flight in
-/// a child process when `preflight` is given, and hands each outcome to
-/// `each`, in order. Never fails as a whole: a child that cannot be
-/// started is logged and the libraries are opened in-process.
+/// Opens each of `paths` with [`library::open_within`], after a pre-flight
+/// in a child process when `preflight` is given, and hands each outcome to
+/// `each`, in order. `load_deadline` bounds each library's `manifest()`
+/// (in both processes) and, in the child, its whole load. Never fails as a
+/// whole: a child that cannot be started is logged and the libraries are
+/// opened in-process.
 pub fn open_all(
     paths: &[PathBuf],
     policy: &TrustPolicy,
     preflight: Option<&Preflight>,
+    load_deadline: Duration,
     mut each: impl FnMut(&Path, Result<Candidate, LoadError>),
 ) {
     let open = |path: &Path| {
         log::info!("loading {}", path.display());
-        library::open_with(path, policy)
+        library::open_within(path, policy, load_deadline)
     };
     let Some(preflight) = preflight else {
         paths.iter().for_each(|p| each(p, open(p)));
@@ -229,7 +220,7 @@ pub fn open_all(
     let mut next = 0;
     while next < paths.len() {
         let rest = &paths[next..];
-        let mut child = match Running::spawn(preflight, rest, policy) {
+        let mut child = match Running::spawn(preflight, rest, policy, load_deadline) {
             Ok(child) => child,
             Err(e) => {
                 log::warn!(
@@ -242,7 +233,7 @@ pub fn open_all(
         };
         for (i, path) in rest.iter().enumerate() {
             log::debug!("pre-flight: {}", path.display());
-            match child.verdict(i, preflight.deadline) {
+            match child.verdict(i, load_deadline) {
                 Ok(()) => each(path, open(path)),
                 Err(failure) => {
                     let stop = !matches!(failure, PreflightFailure::Refused(_));
@@ -279,7 +270,12 @@ struct Running {
 const STDERR_KEPT: usize = 4096;
 
 impl Running {
-    fn spawn(preflight: &Preflight, paths: &[PathBuf], policy: &TrustPolicy) -> io::Result<Self> {
+    fn spawn(
+        preflight: &Preflight,
+        paths: &[PathBuf],
+        policy: &TrustPolicy,
+        load_deadline: Duration,
+    ) -> io::Result<Self> {
         use std::os::unix::process::CommandExt;
         let job = Job {
             allow_writable: policy.allow_writable,
@@ -287,6 +283,7 @@ impl Running {
                 .allowlist
                 .as_ref()
                 .map(|set| set.iter().map(trust::hex).collect::<Vec<_>>().join("\n")),
+            load_deadline_ms: u64::try_from(load_deadline.as_millis()).unwrap_or(u64::MAX),
             // Absolute, so that the child's view cannot differ from ours.
             paths: paths
                 .iter()
@@ -368,7 +365,7 @@ impl Running {
     fn verdict(&mut self, i: usize, deadline: Duration) -> Result<(), PreflightFailure> {
         // Measured from the previous verdict's arrival, not from now: the
         // time the caller spent loading in-process is not the child's.
-        let due = self.last + deadline;
+        let due = self.last + deadline + MARGIN;
         let (at, line) = match self
             .verdicts
             .recv_timeout(due.saturating_duration_since(Instant::now()))

@@ -118,6 +118,12 @@ pub struct EngineConfig {
     /// Worker threads that may be left stuck in plugin calls before the
     /// engine stops replacing them (see the supervisor docs).
     pub max_abandoned: usize,
+    /// How long an extension's `manifest` (when its library is opened or
+    /// it is registered) and its `init` (at [`EngineBuilder::start`]) may
+    /// run. Past it the extension fails (`init did not return within 5 s`)
+    /// and the thread running it is abandoned (see [`crate::deadline`]).
+    /// An adapter's `init` may connect to its platform: allow for that.
+    pub load_deadline: Duration,
     /// Where extensions keep state (each gets `<data_dir>/<plugins|adapters>/<name>`)
     /// and the engine its enable/disable switches (`<data_dir>/switches.json`).
     /// `None`: nothing persists.
@@ -141,6 +147,7 @@ impl Default for EngineConfig {
             command_deadline: Duration::from_secs(5),
             quarantine_after: 3,
             max_abandoned: 16,
+            load_deadline: crate::deadline::DEFAULT_LOAD_DEADLINE,
             data_dir: None,
             admins: Vec::new(),
         }
@@ -194,8 +201,6 @@ pub enum EngineError {
         /// The OS error.
         source: io::Error,
     },
-    /// The combined command patterns exceed the regex size limit.
-    Routes(regex::Error),
     /// The saved plugin switches could not be read.
     Switches(String),
 }
@@ -206,7 +211,6 @@ impl fmt::Display for EngineError {
             EngineError::Spawn { thread, source } => {
                 write!(f, "cannot spawn thread `{thread}`: {source}")
             }
-            EngineError::Routes(e) => write!(f, "cannot build the command routing table: {e}"),
             EngineError::Switches(e) => write!(f, "cannot read the plugin switches: {e}"),
         }
     }
@@ -216,7 +220,6 @@ impl std::error::Error for EngineError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             EngineError::Spawn { source, .. } => Some(source),
-            EngineError::Routes(e) => Some(e),
             EngineError::Switches(_) => None,
         }
     }
@@ -295,6 +298,7 @@ impl EngineBuilder {
             paths,
             &self.trust,
             self.preflight.as_ref(),
+            self.config.load_deadline,
             |_, outcome| match outcome {
                 Ok(candidate) => candidates.push(candidate),
                 Err(e) => failures.push(e),
@@ -311,7 +315,7 @@ impl EngineBuilder {
 
     /// Registers an in-process plugin: the same trait and checks as a library.
     pub fn plugin<P: Plugin>(mut self) -> Self {
-        match PluginCandidate::in_process::<P>() {
+        match PluginCandidate::in_process_within::<P>(self.config.load_deadline) {
             Ok(c) => self.candidates.push(Candidate::Plugin(c)),
             Err(e) => self.failures.push(e),
         }
@@ -320,7 +324,7 @@ impl EngineBuilder {
 
     /// Registers an in-process adapter: the same trait and checks as a library.
     pub fn adapter<A: Adapter>(mut self) -> Self {
-        match AdapterCandidate::in_process::<A>() {
+        match AdapterCandidate::in_process_within::<A>(self.config.load_deadline) {
             Ok(c) => self.candidates.push(Candidate::Adapter(c)),
             Err(e) => self.failures.push(e),
         }
@@ -351,8 +355,9 @@ impl EngineBuilder {
     }
 
     /// Initialises every extension and starts the pipeline. An extension
-    /// that fails (duplicate name, init error) is reported and left out;
-    /// the others start.
+    /// that fails (duplicate name, init error, init still running after
+    /// [`EngineConfig::load_deadline`]) is reported and left out; the
+    /// others start.
     pub fn start(self) -> Result<Engine, EngineError> {
         let EngineBuilder {
             config,
@@ -366,7 +371,7 @@ impl EngineBuilder {
         } = self;
         let mut loaded = Vec::new();
         let mut first_seen: HashMap<(Kind, String), Source> = HashMap::new();
-        let mut plugins: Vec<(LivePlugin, Vec<regex::Regex>)> = Vec::new();
+        let mut plugins: Vec<(LivePlugin, Vec<regex::Regex>, Source)> = Vec::new();
         let mut adapters: Vec<(AdapterManifest, AdapterBox)> = Vec::new();
         let mut took_client = Vec::new();
 
@@ -390,7 +395,10 @@ impl EngineBuilder {
             let data_dir = extension_data_dir(config.data_dir.as_deref(), key.0, &key.1);
             let started = match &candidate {
                 Candidate::Plugin(p) => p
-                    .instantiate(host::host(key.0, &key.1, config_json, data_dir, None))
+                    .instantiate_within(
+                        host::host(key.0, &key.1, config_json, data_dir, None),
+                        config.load_deadline,
+                    )
                     .map(|obj| {
                         let live = LivePlugin {
                             name: key.1.clone(),
@@ -416,13 +424,13 @@ impl EngineBuilder {
                                 .unwrap_or(config.command_deadline),
                             health: Default::default(),
                         };
-                        plugins.push((live, p.patterns.clone()));
+                        plugins.push((live, p.patterns.clone(), candidate.source().clone()));
                     }),
                 Candidate::Adapter(a) => {
                     let client = clients.as_ref().and_then(|f| f(&a.manifest));
                     let (host, taken) =
                         host::host_tracking_client(key.0, &key.1, config_json, data_dir, client);
-                    a.instantiate(host).map(|obj| {
+                    a.instantiate_within(host, config.load_deadline).map(|obj| {
                         if taken.load(std::sync::atomic::Ordering::Acquire) {
                             took_client.push(key.1.clone());
                         }
@@ -440,10 +448,7 @@ impl EngineBuilder {
                     });
                     first_seen.insert(key, candidate.source().clone());
                 }
-                Err(e) => failures.push(LoadError::new(
-                    candidate.source().clone(),
-                    LoadErrorKind::Init(e),
-                )),
+                Err(kind) => failures.push(LoadError::new(candidate.source().clone(), kind)),
             }
         }
         for failure in &failures {
@@ -452,8 +457,19 @@ impl EngineBuilder {
             }
         }
 
-        let routes =
-            Routes::new(plugins.iter().map(|(_, p)| p.as_slice())).map_err(EngineError::Routes)?;
+        // Every plugin's patterns fit its routing budget (checked at
+        // validation), so the table builds; if it ever does not, the last
+        // plugins are left out, by name, rather than the engine failing.
+        let patterns: Vec<&[regex::Regex]> = plugins.iter().map(|(_, p, _)| p.as_slice()).collect();
+        let (routes, admitted) = Routes::admit(&patterns);
+        drop(patterns);
+        for (live, _, source) in plugins.split_off(admitted) {
+            loaded.retain(|l| !(l.kind == Kind::Plugin && l.name == live.name));
+            failures.push(LoadError::new(
+                source,
+                LoadErrorKind::RoutingTable { name: live.name },
+            ));
+        }
         let report = LoadReport {
             loaded,
             failures,
@@ -461,7 +477,7 @@ impl EngineBuilder {
         };
         Engine::spawn(
             config,
-            plugins.into_iter().map(|(p, _)| p).collect(),
+            plugins.into_iter().map(|(p, _, _)| p).collect(),
             routes,
             adapters,
             report,
