@@ -299,7 +299,12 @@ fn the_bot_answers_in_channel_splits_long_replies_and_survives_a_server_restart(
 mod protocol {
     use std::time::{Duration, Instant};
 
-    use plugboard_ircnet::proto::{max_text_bytes, sanitize, split, Line};
+    use std::io::{self, BufRead, BufReader, Cursor};
+
+    use plugboard_ircnet::proto::{
+        isupport_nicklen, max_text_bytes, nick_candidates, sanitize, split, Line, LineReader, Read,
+        DEFAULT_NICKLEN, MAX_LINE_BYTES,
+    };
     use plugboard_ircnet::Bucket;
 
     #[test]
@@ -318,6 +323,13 @@ mod protocol {
         assert_eq!(welcome.params, ["plugbot", "Welcome"]);
         assert_eq!(Line::parse(""), None);
         assert_eq!(Line::parse(":onlyprefix"), None);
+        // IRCv3 message tags are skipped.
+        let tagged = Line::parse("@time=2024-01-01T00:00:00Z;x=y :n!u@h PRIVMSG #a :hi").unwrap();
+        assert_eq!(
+            (tagged.nick(), tagged.params),
+            (Some("n"), vec!["#a", "hi"])
+        );
+        assert_eq!(Line::parse("@onlytags"), None);
     }
 
     #[test]
@@ -363,5 +375,127 @@ mod protocol {
             assert_eq!(b.take(later, 3.0, 2.0), ms(0));
         }
         assert_eq!(b.take(later, 3.0, 2.0), ms(500));
+    }
+
+    /// Drains `input` through a reader capped at `max`: the events, and the
+    /// lines (as text) in order.
+    fn read_all(input: &mut impl BufRead, max: usize) -> (Vec<Read>, Vec<String>) {
+        let mut reader = LineReader::new(max);
+        let (mut events, mut lines) = (Vec::new(), Vec::new());
+        loop {
+            match reader.read(input) {
+                Ok(Read::Eof) => return (events, lines),
+                Ok(Read::Pending) => {}
+                Ok(Read::Line) => {
+                    events.push(Read::Line);
+                    lines.push(String::from_utf8(reader.line().to_vec()).unwrap());
+                }
+                Ok(event) => events.push(event),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => events.push(Read::Pending),
+                Err(e) => panic!("{e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_line_reader_discards_an_over_long_line_without_buffering_it() {
+        // The cap counts the line ending: 10 bytes is "12345678\r\n".
+        let input = "12345678\r\n123456789\r\nok\n";
+        let (events, lines) = read_all(&mut Cursor::new(input), 10);
+        assert_eq!(events, [Read::Line, Read::Overlong, Read::Line]);
+        assert_eq!(lines, ["12345678", "ok"]);
+
+        // A long line arriving in small chunks is reported once, and the
+        // reader never holds more than the cap of it.
+        let long = format!("{}\nPING :x\n", "a".repeat(100_000));
+        let mut input = BufReader::with_capacity(7, Cursor::new(long));
+        let mut reader = LineReader::new(64);
+        let mut overlong = 0;
+        loop {
+            match reader.read(&mut input).unwrap() {
+                Read::Overlong => overlong += 1,
+                Read::Line => break,
+                Read::Pending => assert!(reader.line().len() <= 64),
+                Read::Eof => panic!("the line after the long one was lost"),
+            }
+        }
+        assert_eq!((overlong, reader.line()), (1, &b"PING :x"[..]));
+        assert_eq!(reader.received(), 100_000 + 1 + 8);
+        assert_eq!(MAX_LINE_BYTES, 8191 + 512);
+    }
+
+    /// A socket with a read timeout: `WouldBlock` between the pieces.
+    struct Trickle(Vec<&'static [u8]>, bool);
+
+    impl io::Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.1 = !self.1;
+            if self.1 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            match self.0.first_mut() {
+                None => Ok(0),
+                Some(piece) => {
+                    let n = piece.len().min(buf.len());
+                    buf[..n].copy_from_slice(&piece[..n]);
+                    *piece = &piece[n..];
+                    if piece.is_empty() {
+                        self.0.remove(0);
+                    }
+                    Ok(n)
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_line_reader_keeps_a_partial_line_across_read_timeouts() {
+        let pieces: Vec<&[u8]> = vec![
+            b":a!b@c PRIV",
+            b"MSG #x :hi\r",
+            b"\nxxxxxxxx",
+            b"xxxx\nPI",
+            b"NG\n",
+        ];
+        let (events, lines) = read_all(&mut BufReader::new(Trickle(pieces, false)), 24);
+        let real: Vec<Read> = events.into_iter().filter(|e| *e != Read::Pending).collect();
+        assert_eq!(real, [Read::Line, Read::Line, Read::Line]);
+        assert_eq!(lines, [":a!b@c PRIVMSG #x :hi", "xxxxxxxxxxxx", "PING"]);
+    }
+
+    #[test]
+    fn nick_fallbacks_are_bounded_in_length_and_number() {
+        assert_eq!(
+            nick_candidates("plugbot", DEFAULT_NICKLEN, 5),
+            ["plugbot", "plugbot_", "plugbot1", "plugbot2", "plugbot3"]
+        );
+        // Cut to the server's NICKLEN, the suffix kept; the configured nick
+        // is tried as it is (the server may allow more than the default).
+        let nicks = nick_candidates("plugboard_bot", 9, 12);
+        assert_eq!(nicks.len(), 12);
+        assert_eq!(
+            &nicks[..4],
+            ["plugboard_bot", "plugboar_", "plugboar1", "plugboar2"]
+        );
+        assert_eq!(nicks[11], "plugboa10");
+        assert!(nicks[1..].iter().all(|n| n.len() <= 9), "{nicks:?}");
+        // No repeats, even when the nick is one of its own fallbacks.
+        assert_eq!(nick_candidates("ab_", 3, 3), ["ab_", "ab1", "ab2"]);
+        // Never cut inside a character, never down to the suffix alone.
+        assert_eq!(nick_candidates("éé", 2, 2), ["éé", "é_"]);
+        assert_eq!(nick_candidates("abc", 1, 3), ["abc", "a_", "a1"]);
+    }
+
+    #[test]
+    fn nicklen_comes_from_isupport() {
+        let line = Line::parse(
+            ":irc.test 005 plugbot RFC2812 IRCD=ngIRCd CHANTYPES=#&+ NICKLEN=30 :are supported on this server",
+        )
+        .unwrap();
+        assert_eq!(isupport_nicklen(&line.params), Some(30));
+        let none = Line::parse(":irc.test 005 plugbot CHANTYPES=# :are supported").unwrap();
+        assert_eq!(isupport_nicklen(&none.params), None);
+        let bad = Line::parse(":irc.test 005 plugbot NICKLEN=0 NICKLEN=x :are supported").unwrap();
+        assert_eq!(isupport_nicklen(&bad.params), None);
     }
 }
