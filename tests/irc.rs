@@ -305,7 +305,7 @@ mod protocol {
         isupport_nicklen, max_text_bytes, nick_candidates, sanitize, split, Line, LineReader, Read,
         DEFAULT_NICKLEN, MAX_LINE_BYTES,
     };
-    use plugboard_ircnet::Bucket;
+    use plugboard_ircnet::{Bucket, WarnEvery};
 
     #[test]
     fn parses_server_lines() {
@@ -497,5 +497,18 @@ mod protocol {
         assert_eq!(isupport_nicklen(&none.params), None);
         let bad = Line::parse(":irc.test 005 plugbot NICKLEN=0 NICKLEN=x :are supported").unwrap();
         assert_eq!(isupport_nicklen(&bad.params), None);
+    }
+
+    #[test]
+    fn a_recurring_warning_is_logged_at_most_once_a_period_with_a_count() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let mut w = WarnEvery::new(s(60));
+        assert_eq!(w.note(t0), Some(0));
+        assert_eq!(w.note(t0 + s(1)), None);
+        assert_eq!(w.note(t0 + s(59)), None);
+        assert_eq!(w.note(t0 + s(60)), Some(2));
+        assert_eq!(w.note(t0 + s(61)), None);
+        assert_eq!(w.note(t0 + s(500)), Some(1));
     }
 }
