@@ -1,17 +1,25 @@
-//! The real IRC adapter against a real IRC server (ngircd) on loopback.
+//! The real IRC adapter against a real IRC server (ngircd) on loopback, and
+//! against scripted *misbehaving* servers.
 //!
-//! `.ci/run` installs ngircd when it is missing; these tests skip, saying
-//! so, only where ngircd is not installed. Each test starts its own server
+//! `.ci/run` installs ngircd when it is missing; the ngircd tests skip,
+//! saying so, only where ngircd is not installed. Each starts its own server
 //! with a generated config on a free port in a temporary directory, as an
 //! unprivileged user when run as root.
+//!
+//! The misbehaving servers are threads on `127.0.0.1:0` ([`Fake`]) that
+//! report what they see on a channel; the tests wait on it (and on the
+//! captured log), with generous limits that only guard against a hang.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
+use plugboard::interface::prelude::{Call, Context, Error, Manifest, Plugin, Reply};
 use plugboard::{Engine, EngineConfig, Kind};
 
 const IO_LIMIT: Duration = Duration::from_secs(30);
@@ -27,7 +35,10 @@ fn ngircd() -> Option<PathBuf> {
     .find(|p| p.exists())
 }
 
+/// A built library; installs the capturing logger first (a library's
+/// logging bridge reads the host's max level when it is initialised).
 fn lib(name: &str) -> PathBuf {
+    capture();
     let deps = std::env::current_exe()
         .unwrap()
         .parent()
@@ -289,6 +300,453 @@ fn the_bot_answers_in_channel_splits_long_replies_and_survives_a_server_restart(
         private.ends_with(":gives pal a strip of delicious bacon as a gift from tester2"),
         "{private}"
     );
+    assert!(engine.shutdown());
+}
+
+/// Every log record of every engine in this test binary, as
+/// `LEVEL target: message`, for tests to wait on.
+struct Capture {
+    records: Mutex<Vec<String>>,
+    added: Condvar,
+}
+
+impl log::Log for Capture {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        metadata.level() <= log::Level::Info
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        if self.enabled(record.metadata()) {
+            let line = format!("{} {}: {}", record.level(), record.target(), record.args());
+            self.records.lock().unwrap().push(line);
+            self.added.notify_all();
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+fn capture() -> &'static Capture {
+    static CAPTURE: OnceLock<&'static Capture> = OnceLock::new();
+    CAPTURE.get_or_init(|| {
+        let capture: &'static Capture = Box::leak(Box::new(Capture {
+            records: Mutex::new(Vec::new()),
+            added: Condvar::new(),
+        }));
+        log::set_logger(capture).expect("no other logger in this test binary");
+        log::set_max_level(log::LevelFilter::Info);
+        capture
+    })
+}
+
+/// Waits for a warning containing every one of `parts`.
+fn wait_for_warning(parts: &[&str]) {
+    let record = wait_for_log(parts);
+    assert!(record.starts_with("WARN "), "{record}");
+}
+
+/// Waits for a log record containing every one of `parts`; returns it.
+fn wait_for_log(parts: &[&str]) -> String {
+    let capture = capture();
+    let records = capture.records.lock().unwrap();
+    let (records, _) = capture
+        .added
+        .wait_timeout_while(records, IO_LIMIT, |records| {
+            !records.iter().any(|r| parts.iter().all(|p| r.contains(p)))
+        })
+        .unwrap();
+    let found = records
+        .iter()
+        .find(|r| parts.iter().all(|p| r.contains(p)))
+        .cloned();
+    found.unwrap_or_else(|| panic!("no log record with {parts:?} in {:#?}", *records))
+}
+
+/// What a fake server saw, per connection (numbered from 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Seen {
+    Accepted(usize),
+    Line(usize, String),
+    Closed(usize),
+}
+
+/// One connection to a fake server, as its script sees it.
+struct Peer {
+    n: usize,
+    reader: BufReader<TcpStream>,
+    writer: TcpStream,
+    seen: Sender<Seen>,
+    closed: bool,
+}
+
+impl Peer {
+    /// The adapter's next line (reported), or `None` once it has closed
+    /// the connection (reported once).
+    fn line(&mut self) -> Option<String> {
+        if self.closed {
+            return None;
+        }
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(n) if n > 0 => {
+                let line = line.trim_end().to_owned();
+                let _ = self.seen.send(Seen::Line(self.n, line.clone()));
+                Some(line)
+            }
+            _ => {
+                self.closed = true;
+                let _ = self.seen.send(Seen::Closed(self.n));
+                None
+            }
+        }
+    }
+
+    /// Sends a line (ignoring errors: the adapter may have left already).
+    fn send(&mut self, line: &str) {
+        let _ = self.writer.write_all(format!("{line}\r\n").as_bytes());
+    }
+
+    /// Reads (and reports) everything until the adapter closes.
+    fn drain(&mut self) {
+        while self.line().is_some() {}
+    }
+
+    /// Reads the registration up to USER, welcomes the adapter as `nick`,
+    /// and reads on to its JOIN.
+    fn welcome(&mut self, nick: &str) {
+        while let Some(line) = self.line() {
+            if line.starts_with("USER ") {
+                break;
+            }
+        }
+        self.send(&format!(
+            ":irc.test 001 {nick} :Welcome to the test network"
+        ));
+        while let Some(line) = self.line() {
+            if line.starts_with("JOIN ") {
+                break;
+            }
+        }
+    }
+}
+
+/// A scripted IRC server on a free loopback port: every accepted
+/// connection runs `script` on a thread of its own.
+struct Fake {
+    port: u16,
+    seen: Receiver<Seen>,
+    /// Everything received from `seen` so far, in order.
+    log: Vec<Seen>,
+}
+
+impl Fake {
+    fn start(script: impl Fn(Peer) + Send + Sync + 'static) -> Fake {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, seen) = mpsc::channel();
+        let script = std::sync::Arc::new(script);
+        std::thread::spawn(move || {
+            for (n, stream) in listener.incoming().enumerate() {
+                let Ok(stream) = stream else { continue };
+                if tx.send(Seen::Accepted(n)).is_err() {
+                    return; // the test is over
+                }
+                stream.set_read_timeout(Some(IO_LIMIT)).unwrap();
+                let peer = Peer {
+                    n,
+                    writer: stream.try_clone().unwrap(),
+                    reader: BufReader::new(stream),
+                    seen: tx.clone(),
+                    closed: false,
+                };
+                let script = std::sync::Arc::clone(&script);
+                std::thread::spawn(move || script(peer));
+            }
+        });
+        Fake {
+            port,
+            seen,
+            log: Vec::new(),
+        }
+    }
+
+    /// Waits until `count` events satisfying `wanted` have been seen.
+    fn wait_n(&mut self, count: usize, wanted: impl Fn(&Seen) -> bool) {
+        while self.log.iter().filter(|e| wanted(e)).count() < count {
+            match self.seen.recv_timeout(IO_LIMIT) {
+                Ok(event) => self.log.push(event),
+                Err(e) => panic!(
+                    "the fake server saw nothing more ({e}); so far: {:#?}",
+                    self.log
+                ),
+            }
+        }
+    }
+
+    /// Waits for `event`.
+    fn wait(&mut self, event: Seen) {
+        self.wait_n(1, |e| *e == event);
+    }
+
+    /// The first line satisfying `wanted` on connection `n`, waiting for it.
+    fn line(&mut self, n: usize, wanted: impl Fn(&str) -> bool) -> String {
+        let matches = |e: &Seen| matches!(e, Seen::Line(c, l) if *c == n && wanted(l));
+        self.wait_n(1, matches);
+        match self.log.iter().find(|e| matches(e)) {
+            Some(Seen::Line(_, line)) => line.clone(),
+            _ => unreachable!("wait_n found it"),
+        }
+    }
+
+    /// The nicks the adapter tried on connection `n`, so far.
+    fn nicks(&self, n: usize) -> Vec<String> {
+        self.log
+            .iter()
+            .filter_map(|e| match e {
+                Seen::Line(c, l) if *c == n => l.strip_prefix("NICK ").map(str::to_owned),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// A plugin with one long answer: `!flood` gets 16 MB of words, far more
+/// than the socket buffers of a server that does not read can hold.
+struct Flood;
+
+impl Plugin for Flood {
+    fn manifest() -> Manifest<Self> {
+        Manifest::new("flood", "0.1.0").command("flood", r"flood$", "!flood", Flood::flood)
+    }
+
+    fn init(_: &Context) -> Result<Self, Error> {
+        Ok(Flood)
+    }
+}
+
+impl Flood {
+    fn flood(&self, _: &Call<'_>) -> Result<Reply, Error> {
+        Ok("flood ".repeat((16 << 20) / 6).into())
+    }
+}
+
+/// An engine with the IRC adapter pointed at a fake server, `extra` being
+/// more configuration keys (`, "key": value...`); the reconnect backoff is
+/// short and the flood limit out of the way.
+fn fake_engine(port: u16, nick: &str, extra: &str) -> Engine {
+    let config = format!(
+        r##"{{"server": "127.0.0.1", "port": {port}, "nick": "{nick}", "channels": ["#test"],
+            "flood": {{"burst": 1000000, "rate": 1000000.0}},
+            "reconnect": {{"min_ms": 50, "max_ms": 400}}{extra}}}"##
+    );
+    let engine = Engine::builder(EngineConfig::default())
+        .library(&lib("plugboard_ircnet"))
+        .library(&lib("plugboard_bacon"))
+        .plugin::<Flood>()
+        .extension_config(Kind::Adapter, "ircnet", config)
+        .start()
+        .unwrap();
+    assert!(
+        engine.report().failures.is_empty(),
+        "{:?}",
+        engine.report().failures
+    );
+    engine
+}
+
+#[test]
+fn an_over_long_line_is_discarded_and_the_next_one_handled() {
+    let mut fake = Fake::start(|mut peer| {
+        peer.welcome("plugbot");
+        // 10 MB without a newline (a command, were it ever buffered whole),
+        // then a valid line.
+        let junk = format!(":tester!t@h PRIVMSG #test :!bacon {}", "a".repeat(10 << 20));
+        let _ = peer.writer.write_all(junk.as_bytes());
+        peer.send("");
+        peer.send(":tester!t@h PRIVMSG #test :!bacon friend");
+        peer.drain();
+    });
+    let engine = fake_engine(fake.port, "plugbot", "");
+    // Replies come in order: the first is to the valid line, so the long
+    // one was dropped, not handled.
+    let first = fake.line(0, |l| l.starts_with("PRIVMSG "));
+    assert_eq!(
+        first,
+        "PRIVMSG #test :gives friend a strip of delicious bacon as a gift from tester"
+    );
+    assert!(!fake.log.contains(&Seen::Accepted(1)), "{:?}", fake.log);
+    wait_for_warning(&[&format!(
+        "127.0.0.1:{}: discarding a line over 8703 bytes from the server (IRC allows 512, plus 8191 for message tags)",
+        fake.port
+    )]);
+    assert!(engine.shutdown());
+}
+
+#[test]
+fn a_server_that_never_welcomes_us_is_left_after_the_registration_timeout() {
+    // It accepts, reads, and never answers.
+    let mut fake = Fake::start(|mut peer| peer.drain());
+    let engine = fake_engine(fake.port, "plugbot", r#", "register_timeout_ms": 300"#);
+    fake.wait(Seen::Closed(0));
+    fake.wait(Seen::Accepted(1));
+    assert_eq!(
+        fake.log
+            .iter()
+            .filter_map(|e| match e {
+                Seen::Line(0, l) => Some(l.as_str()),
+                _ => None,
+            })
+            .collect::<Vec<_>>(),
+        ["NICK plugbot", "USER plugbot 0 * :plugboard"]
+    );
+    wait_for_warning(&[&format!(
+        "127.0.0.1:{}: no welcome (001) from the server within 300ms of registering; reconnecting in ",
+        fake.port
+    )]);
+    assert!(engine.shutdown());
+}
+
+#[test]
+fn refused_nicks_fall_back_within_nicklen_a_bounded_number_of_times() {
+    let mut fake = Fake::start(|mut peer| {
+        if peer.n == 1 {
+            // The second server lets the nick through, and announces a
+            // NICKLEN shorter than the default.
+            peer.line();
+            peer.send(":irc.test 001 plugboard :Welcome");
+            peer.send(
+                ":irc.test 005 plugboard CHANTYPES=# NICKLEN=8 :are supported on this server",
+            );
+            while peer.line().is_some_and(|l| !l.starts_with("JOIN ")) {}
+            return; // and hangs up
+        }
+        // Every nick is taken, whatever the wording.
+        let mut codes = ["433", "437", "436"].iter().cycle();
+        while let Some(line) = peer.line() {
+            if let Some(nick) = line.strip_prefix("NICK ") {
+                let code = codes.next().unwrap();
+                peer.send(&format!(
+                    ":irc.test {code} * {nick} :Nickname is already in use"
+                ));
+            }
+        }
+    });
+    let engine = fake_engine(fake.port, "plugboard", "");
+    fake.wait(Seen::Closed(0));
+    let mut expected = vec!["plugboard".to_owned(), "plugboar_".to_owned()];
+    expected.extend((1..=8).map(|i| format!("plugboar{i}")));
+    assert_eq!(fake.nicks(0), expected);
+    wait_for_warning(&[&format!(
+        "127.0.0.1:{}: the server refused all 10 nicks tried, `plugboard` to `plugboar8` (last: 433 Nickname is already in use); reconnecting in ",
+        fake.port
+    )]);
+    // After a connection that announced NICKLEN=8, the fallbacks fit it.
+    fake.wait(Seen::Closed(2));
+    let mut expected = vec!["plugboard".to_owned(), "plugboa_".to_owned()];
+    expected.extend((1..=8).map(|i| format!("plugboa{i}")));
+    assert_eq!(fake.nicks(2), expected);
+    assert!(engine.shutdown());
+}
+
+#[test]
+fn an_erroneous_nick_is_cut_to_nicklen_once_then_given_up() {
+    let mut fake = Fake::start(|mut peer| {
+        // The first server refuses every nick; the second only long ones.
+        while let Some(line) = peer.line() {
+            if let Some(nick) = line.strip_prefix("NICK ") {
+                if peer.n == 0 || nick.len() > 9 {
+                    peer.send(&format!(":irc.test 432 * {nick} :Erroneous nickname"));
+                } else {
+                    peer.send(&format!(":irc.test 001 {nick} :Welcome"));
+                }
+            }
+        }
+    });
+    let engine = fake_engine(fake.port, "plugboard_bot", "");
+    fake.wait(Seen::Closed(0));
+    assert_eq!(fake.nicks(0), ["plugboard_bot", "plugboar_"]);
+    wait_for_warning(&[&format!(
+        "127.0.0.1:{}: the server refuses nick `plugboar_` as erroneous (432 Erroneous nickname); check `nick` in the configuration; reconnecting in ",
+        fake.port
+    )]);
+    fake.line(1, |l| l == "JOIN #test");
+    assert_eq!(fake.nicks(1), ["plugboard_bot", "plugboar_"]);
+    assert!(engine.shutdown());
+}
+
+#[test]
+fn a_server_that_stops_reading_times_out_a_send_and_is_left() {
+    let (release, hold) = mpsc::channel::<()>();
+    let hold = Mutex::new(hold);
+    let mut fake = Fake::start(move |mut peer| {
+        peer.welcome("plugbot");
+        if peer.n == 0 {
+            // Ask for a long reply, then never read again (until the test
+            // is over and drops `release`).
+            peer.send(":tester!t@h PRIVMSG #test :!flood");
+            let _ = hold.lock().unwrap().recv_timeout(IO_LIMIT);
+            return;
+        }
+        peer.send(":tester!t@h PRIVMSG #test :!bacon");
+        peer.drain();
+    });
+    let engine = fake_engine(fake.port, "plugbot", r#", "write_timeout_ms": 300"#);
+    fake.wait(Seen::Accepted(1));
+    // The next reply goes out on the new connection; the egress thread
+    // handles replies one at a time, so the long one has failed by then.
+    fake.line(1, |l| {
+        l == "PRIVMSG #test :gives tester a strip of delicious bacon."
+    });
+    let ircnet = engine
+        .handle()
+        .adapters()
+        .into_iter()
+        .find(|a| a.name == "ircnet")
+        .unwrap();
+    assert_eq!(ircnet.counters.errors, 1, "{ircnet:?}");
+    wait_for_warning(&[&format!(
+        "127.0.0.1:{}: the server stopped reading: a line could not be written within 300ms; reconnecting in ",
+        fake.port
+    )]);
+    wait_for_warning(&[
+        "could not deliver a reply to tester: cannot send to #test: the server stopped reading: a line could not be written within 300ms; the connection is dropped",
+    ]);
+    assert!(engine.shutdown());
+    drop(release);
+}
+
+#[test]
+fn a_silent_server_is_pinged_then_left() {
+    let mut fake = Fake::start(|mut peer| {
+        peer.welcome("plugbot");
+        if peer.n == 0 {
+            // Silence: no answer to anything, no close.
+            peer.drain();
+            return;
+        }
+        while let Some(line) = peer.line() {
+            if let Some(token) = line.strip_prefix("PING ") {
+                peer.send(&format!(":irc.test PONG irc.test {token}"));
+            }
+        }
+    });
+    let engine = fake_engine(
+        fake.port,
+        "plugbot",
+        r#", "ping_after_ms": 200, "ping_timeout_ms": 300"#,
+    );
+    fake.wait(Seen::Line(0, "PING :plugboard".into()));
+    fake.wait(Seen::Closed(0));
+    wait_for_warning(&[
+        &format!(
+            "127.0.0.1:{}: the server went silent: nothing received for ",
+            fake.port
+        ),
+        "our PING unanswered for 300ms; reconnecting in ",
+    ]);
+    // A server that answers keeps the connection: PING after PING.
+    fake.wait_n(2, |e| *e == Seen::Line(1, "PING :plugboard".into()));
+    assert!(!fake.log.contains(&Seen::Closed(1)), "{:#?}", fake.log);
     assert!(engine.shutdown());
 }
 
