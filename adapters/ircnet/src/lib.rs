@@ -238,9 +238,10 @@ struct Session {
     link: Arc<Link>,
     addr: String,
     registered: bool,
-    /// The nicks this connection may try, in order.
+    /// The nicks this connection may try, in order. Never empty: the
+    /// configured (non-empty) nick always comes first.
     nicks: Vec<String>,
-    /// Index in `nicks` of the one last sent.
+    /// Index in `nicks` of the one last sent: always in range.
     tried: usize,
 }
 
@@ -651,8 +652,7 @@ impl IrcNet {
                 shown(refused)
             )));
         }
-        s.tried += 1;
-        let Some(next) = s.nicks.get(s.tried).cloned() else {
+        let Some(next) = s.nicks.get(s.tried + 1).cloned() else {
             return Some(End::Dropped(format!(
                 "the server refused all {} nicks tried, `{}` to `{}` (last: {code} {reason})",
                 s.nicks.len(),
@@ -665,6 +665,7 @@ impl IrcNet {
             shown(refused),
             shown(&next)
         );
+        s.tried += 1;
         self.if_current(&s.link, |state| state.nick.clone_from(&next));
         self.write_to(&s.link, &format!("NICK {next}"))
             .err()
