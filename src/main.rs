@@ -122,9 +122,9 @@ struct RunArgs {
     #[arg(long, value_name = "N")]
     channel_capacity: Option<usize>,
 
-    /// Longest accepted input line, in bytes; longer lines are skipped
-    /// [default: 65536].
-    #[arg(long, value_name = "BYTES")]
+    /// Longest accepted input line, in bytes, without its line ending;
+    /// longer lines are skipped [default: 65536].
+    #[arg(long, value_name = "BYTES", value_parser = at_least_one)]
     max_line_bytes: Option<usize>,
 
     /// Stay silent on commands that no plugin matches instead of replying
@@ -493,6 +493,14 @@ fn interrupts() -> anyhow::Result<crossbeam_channel::Receiver<()>> {
         })
         .context("starting the signal thread")?;
     Ok(rx)
+}
+
+fn at_least_one(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (no line could be read)".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 fn parse_plugin_deadline(value: &str) -> Result<(String, Duration), String> {

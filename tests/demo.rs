@@ -379,6 +379,26 @@ fn strict_makes_any_load_failure_fatal() {
     assert!(stderr.contains(&"error: 1 library failed to load (--strict)".to_owned()));
 }
 
+/// `--max-line-bytes` counts the line, not its CRLF ending; 0 is refused.
+#[test]
+fn the_line_limit_excludes_the_line_ending_and_cannot_be_zero() {
+    let dir = load_path();
+    let out = run(
+        &["-L", dir.0.to_str().unwrap(), "--max-line-bytes", "10"],
+        &[],
+        b"irc !bacon\r\nirc !bacon\n".to_vec(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(lines(&out.stdout).len(), 2, "{out:?}");
+    let out = run(
+        &["-L", dir.0.to_str().unwrap(), "--max-line-bytes", "0"],
+        &[],
+        Vec::new(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must be at least 1"));
+}
+
 #[test]
 fn every_kind_of_bad_input_gets_a_message_and_the_repl_goes_on() {
     let dir = load_path();
@@ -585,6 +605,68 @@ mod kit {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         super::TempDir(dir)
+    }
+
+    #[test]
+    fn a_corrupted_switches_file_is_one_clear_line() {
+        let dir = super::load_path();
+        let data = data_dir("corrupt");
+        let file = data.0.join("switches.json");
+        std::fs::write(&file, "{\"disabled\": [[\n").unwrap();
+        let data_arg = data.0.to_str().unwrap();
+        let out = run(
+            &["-L", dir.0.to_str().unwrap(), "--data-dir", data_arg],
+            &[],
+            b"irc !bacon\n".to_vec(),
+        );
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let stderr = lines(&out.stderr);
+        let errors: Vec<&String> = stderr.iter().filter(|l| l.starts_with("error:")).collect();
+        assert_eq!(errors.len(), 1, "{stderr:#?}");
+        assert_eq!(
+            errors[0].matches(&file.display().to_string()).count(),
+            1,
+            "said once: {stderr:#?}"
+        );
+        assert!(
+            errors[0].contains(&format!(
+                "{}:2:0: EOF while parsing a list; fix or remove the file",
+                file.display()
+            )),
+            "{stderr:#?}"
+        );
+    }
+
+    #[test]
+    fn switches_of_plugins_not_loaded_are_kept_and_reported() {
+        let dir = super::load_path();
+        let data = data_dir("ghost");
+        let file = data.0.join("switches.json");
+        std::fs::write(&file, r#"{"disabled":[["ghost","everywhere"]]}"#).unwrap();
+        let out = run(
+            &[
+                "-L",
+                dir.0.to_str().unwrap(),
+                "--data-dir",
+                data.0.to_str().unwrap(),
+                "--admin",
+                "irc:root",
+            ],
+            &[],
+            b"irc@root !disable bacon everywhere\n".to_vec(),
+        );
+        assert!(out.status.success(), "{out:?}");
+        assert!(
+            lines(&out.stderr).iter().any(|l| l.contains(
+                "the saved switches name plugin `ghost`, which is not loaded; kept for when it is"
+            )),
+            "{out:?}"
+        );
+        let saved = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            saved.contains("ghost") && saved.contains("bacon"),
+            "{saved}"
+        );
     }
 
     #[test]

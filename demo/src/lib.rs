@@ -122,8 +122,10 @@ pub enum Error {
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Error::Engine(e) => write!(f, "starting the engine: {e}"),
-            Error::Io(e) => write!(f, "i/o: {e}"),
+            // The cause is the source: printers of the chain (anyhow's
+            // `{:#}`) show it once.
+            Error::Engine(_) => f.write_str("starting the engine"),
+            Error::Io(_) => f.write_str("i/o"),
             Error::Strict(n) => write!(f, "{n} load failure(s), and --strict makes them fatal"),
         }
     }

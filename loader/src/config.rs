@@ -185,6 +185,13 @@ impl FileConfig {
         for (plugin, v) in &e.deadlines {
             seconds(path, &format!("deadlines.{plugin}"), *v)?;
         }
+        if config.repl.max_line_bytes == Some(0) {
+            return Err(ConfigError {
+                path: path.to_owned(),
+                position: None,
+                message: "`repl.max_line_bytes` must be at least 1 (no line could be read)".into(),
+            });
+        }
         Ok(config)
     }
 

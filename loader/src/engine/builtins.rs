@@ -185,7 +185,10 @@ fn switch(
     let shown = scope.to_string();
     if let Err(e) = shared.switches.set(name, scope, disable) {
         log::error!("cannot save the plugin switches: {e}");
-        return format!("`{name}` {verb}d {shown}, but the change could not be saved: {e}");
+        // The cause names a server path: it goes to the log, not the room.
+        return format!(
+            "`{name}` {verb}d {shown}, but the change could not be saved (the log says why)"
+        );
     }
     log::info!("plugin `{name}` {verb}d {shown}");
     if disable {

@@ -819,6 +819,13 @@ impl Engine {
             switches: Switches::load(config.data_dir.as_deref()).map_err(EngineError::Switches)?,
             admins: config.admins.clone(),
         });
+        for name in shared.switches.plugins() {
+            if shared.plugin_index(&name).is_none() {
+                log::warn!(
+                    "the saved switches name plugin `{name}`, which is not loaded; kept for when it is"
+                );
+            }
+        }
         let mut workers = Vec::new();
         for i in 0..config.worker_count() {
             let slot = Slot::new(SlotState {

@@ -65,9 +65,15 @@ impl Switches {
         let path = data_dir.map(|d| d.join("switches.json"));
         let saved = match &path {
             Some(p) => match fs::read_to_string(p) {
-                Ok(text) => {
-                    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?
-                }
+                Ok(text) => serde_json::from_str(&text).map_err(|e| {
+                    format!(
+                        "{}:{}:{}: {}; fix or remove the file",
+                        p.display(),
+                        e.line(),
+                        e.column(),
+                        strip_position(&e.to_string())
+                    )
+                })?,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Saved::default(),
                 Err(e) => return Err(format!("{}: {e}", p.display())),
             },
@@ -116,9 +122,30 @@ impl Switches {
         self.any
             .store(!state.disabled.is_empty(), Ordering::Release);
         match (&self.path, changed) {
-            (Some(path), true) => write_atomically(path, &serde_json::to_vec_pretty(&*state)?),
+            (Some(path), true) => write_atomically(path, &serde_json::to_vec_pretty(&*state)?)
+                .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
             _ => Ok(()),
         }
+    }
+}
+
+/// serde_json ends its messages with ` at line L column C`, which the
+/// caller already puts in front, as editors expect.
+fn strip_position(message: &str) -> &str {
+    message
+        .rfind(" at line ")
+        .map_or(message, |i| &message[..i])
+}
+
+impl Switches {
+    /// The plugins named by any switch, for a warning about the ones no
+    /// loaded plugin answers to (kept: the plugin may come back).
+    pub fn plugins(&self) -> BTreeSet<String> {
+        self.read()
+            .disabled
+            .iter()
+            .map(|(plugin, _)| plugin.clone())
+            .collect()
     }
 }
 
