@@ -970,3 +970,99 @@ mod protocol {
         assert_eq!(w.note(t0 + s(500)), Some(1));
     }
 }
+
+/// The REPL with the real IRC adapter loaded, as in README "Talk to a real
+/// IRC server": it answers on IRC, and it exits 0 at end of input and on a
+/// first SIGTERM, although the IRC adapter never takes the REPL's injected
+/// client (it talks to its own server).
+mod repl {
+    use super::*;
+
+    /// Runs the REPL against ngircd; `end` closes its stdin or signals it,
+    /// once the bot has answered on IRC.
+    fn run_until(tag: &str, end: impl FnOnce(&mut Child)) -> std::process::Output {
+        let binary = ngircd().expect("checked by the caller");
+        let port = free_port();
+        let _server = Server::start(&binary, port, tag);
+        let dir =
+            std::env::temp_dir().join(format!("plugboard-irc-repl-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let plugins = dir.join("plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        for name in [
+            "plugboard_bacon",
+            "plugboard_discord",
+            "plugboard_irc",
+            "plugboard_ircnet",
+        ] {
+            let built = lib(name);
+            std::os::unix::fs::symlink(&built, plugins.join(built.file_name().unwrap())).unwrap();
+        }
+        let config = dir.join("irc.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "plugin_path = [\"plugins\"]\n\n[adapters.ircnet]\nserver = \"127.0.0.1\"\nport = {port}\n\
+                 nick = \"plugbot\"\nchannels = [\"#test\"]\nreconnect = {{ min_ms = 50, max_ms = 400 }}\n"
+            ),
+        )
+        .unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_plugboard"))
+            .arg("--config")
+            .arg(&config)
+            .args(["--grace-period", "2"])
+            .env("HOME", &dir)
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("PLUGBOARD_PATH")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut client = Client::connect(port, "tester");
+        client.join_and_wait_for("#test", "plugbot");
+        let reply = client.ask("#test", "plugbot", "!bacon", |_| true);
+        assert_eq!(reply, ["gives tester a strip of delicious bacon."]);
+        end(&mut child);
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || tx.send(child.wait_with_output()));
+        let out = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the REPL did not exit by itself")
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        out
+    }
+
+    #[test]
+    fn exits_at_end_of_input() {
+        if ngircd().is_none() {
+            eprintln!(
+                "skipping: ngircd is not installed (`apt-get install ngircd`; .ci/run does this)"
+            );
+            return;
+        }
+        let out = run_until("eof", |child| drop(child.stdin.take()));
+        assert!(out.status.success(), "{out:?}");
+    }
+
+    #[test]
+    fn exits_on_a_first_sigterm() {
+        if ngircd().is_none() {
+            eprintln!(
+                "skipping: ngircd is not installed (`apt-get install ngircd`; .ci/run does this)"
+            );
+            return;
+        }
+        let out = run_until("term", |child| {
+            let status = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        });
+        assert!(out.status.success(), "{out:?}");
+    }
+}

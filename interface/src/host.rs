@@ -188,7 +188,8 @@ impl Context {
     }
 
     /// Takes the platform client the engine injected, if any (once: later
-    /// calls return `None`).
+    /// calls return `None`). Take it during `init`: right after `init`, the
+    /// engine drops a client that was not taken.
     pub fn client(&self) -> Option<ClientBox> {
         self.host.client().into_option()
     }

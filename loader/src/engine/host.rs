@@ -1,6 +1,7 @@
 //! The engine's side of the boundary: the [`Host`] services each extension
 //! gets, the [`IngressSink`] adapters push into, and the intake [`Gate`].
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use abi_stable::sabi_trait::TD_Opaque;
@@ -147,8 +148,7 @@ struct HostInner {
     log_prefix: String,
     config_json: String,
     data_dir: Option<String>,
-    client: Mutex<Option<ClientBox>>,
-    client_taken: Arc<std::sync::atomic::AtomicBool>,
+    client: Arc<ClientSlot>,
 }
 
 impl Host for EngineHost {
@@ -164,12 +164,9 @@ impl Host for EngineHost {
         // Handed over once: the adapter owns it from then on, so the client
         // is dropped with the adapter, not kept alive by this host object
         // (which the logging bridge keeps for the life of the library).
-        let mut client = self.inner.client.lock().unwrap_or_else(|p| p.into_inner());
-        let taken = client.take();
+        let taken = self.inner.client.take();
         if taken.is_some() {
-            self.inner
-                .client_taken
-                .store(true, std::sync::atomic::Ordering::Release);
+            self.inner.client.taken.store(true, Ordering::Release);
         }
         taken.into()
     }
@@ -217,15 +214,46 @@ pub(crate) fn host(
     host_tracking_client(kind, name, config_json, data_dir, client).0
 }
 
-/// A host, and a flag that turns true when the extension takes its client.
+/// The platform client injected for one adapter, until the adapter takes
+/// it during `init`.
+pub(crate) struct ClientSlot {
+    client: Mutex<Option<ClientBox>>,
+    taken: AtomicBool,
+}
+
+impl ClientSlot {
+    fn take(&self) -> Option<ClientBox> {
+        // Nothing panics while holding the lock; recover the guard anyway.
+        self.client.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+
+    /// Whether the adapter took its client.
+    pub(crate) fn taken(&self) -> bool {
+        self.taken.load(Ordering::Acquire)
+    }
+
+    /// Drops the client if the adapter did not take it during `init`: the
+    /// host object lives as long as the library (its logging bridge keeps
+    /// it), and an untaken client must not live that long with it (the
+    /// demo's mock clients hold the printer open, so shutdown would wait
+    /// for them forever).
+    pub(crate) fn withdraw(&self) {
+        drop(self.take());
+    }
+}
+
+/// A host, and the slot of the client it hands over (see [`ClientSlot`]).
 pub(crate) fn host_tracking_client(
     kind: Kind,
     name: &str,
     config_json: String,
     data_dir: Option<String>,
     client: Option<ClientBox>,
-) -> (HostBox, Arc<std::sync::atomic::AtomicBool>) {
-    let taken = Arc::new(std::sync::atomic::AtomicBool::new(false));
+) -> (HostBox, Arc<ClientSlot>) {
+    let slot = Arc::new(ClientSlot {
+        client: Mutex::new(client),
+        taken: AtomicBool::new(false),
+    });
     let host = Host_TO::from_ptr(
         RArc::new(EngineHost {
             inner: Arc::new(HostInner {
@@ -233,11 +261,10 @@ pub(crate) fn host_tracking_client(
                 log_prefix: format!("{kind}::{name}"),
                 config_json,
                 data_dir,
-                client: Mutex::new(client),
-                client_taken: Arc::clone(&taken),
+                client: Arc::clone(&slot),
             }),
         }),
         TD_Opaque,
     );
-    (host, taken)
+    (host, slot)
 }

@@ -428,10 +428,15 @@ impl EngineBuilder {
                     }),
                 Candidate::Adapter(a) => {
                     let client = clients.as_ref().and_then(|f| f(&a.manifest));
-                    let (host, taken) =
+                    let (host, slot) =
                         host::host_tracking_client(key.0, &key.1, config_json, data_dir, client);
-                    a.instantiate_within(host, config.load_deadline).map(|obj| {
-                        if taken.load(std::sync::atomic::Ordering::Acquire) {
+                    let started = a.instantiate_within(host, config.load_deadline);
+                    // Whatever init did (or is still doing), an untaken
+                    // client is not the adapter's: shutdown must not
+                    // depend on it being dropped by anyone else.
+                    slot.withdraw();
+                    started.map(|obj| {
+                        if slot.taken() {
                             took_client.push(key.1.clone());
                         }
                         adapters.push((a.manifest.clone(), obj))
