@@ -95,9 +95,17 @@ pub enum LoadErrorKind {
     Empty,
     /// The file's metadata could not be read.
     Metadata(io::Error),
+    /// The file could not be opened or read.
+    Read(io::Error),
     /// The dynamic linker refused the file (not a shared object, wrong
     /// architecture, missing dependency, ...).
     Open(String),
+    /// The dynamic linker could not bind every symbol at load time: the
+    /// library calls something no loaded library defines.
+    Unresolved {
+        /// The first undefined symbol the dynamic linker reported.
+        symbol: String,
+    },
     /// A shared object that exports no abi_stable root module.
     NoRootModule,
     /// A library built with an abi_stable release this engine cannot read.
@@ -153,7 +161,9 @@ impl fmt::Display for LoadErrorKind {
             NotAFile => f.write_str("not a regular file"),
             Empty => f.write_str("empty file (0 bytes), not a shared library"),
             Metadata(e) => write!(f, "cannot read file metadata: {e}"),
+            Read(e) => write!(f, "cannot read it: {e}"),
             Open(msg) => write!(f, "not a loadable shared library: {msg}"),
+            Unresolved { symbol } => write!(f, "cannot be linked: undefined symbol {symbol}"),
             NoRootModule => f.write_str(
                 "not a plugboard extension: the library exports no abi_stable root module",
             ),
@@ -203,7 +213,9 @@ impl fmt::Display for LoadError {
 impl std::error::Error for LoadError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.kind {
-            LoadErrorKind::ReadDir(e) | LoadErrorKind::Metadata(e) => Some(e),
+            LoadErrorKind::ReadDir(e) | LoadErrorKind::Metadata(e) | LoadErrorKind::Read(e) => {
+                Some(e)
+            }
             LoadErrorKind::Manifest(e) | LoadErrorKind::Init(e) => Some(e),
             _ => None,
         }

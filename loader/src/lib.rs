@@ -9,6 +9,8 @@
 //! - [`path`]: the load path and the deterministic library scan.
 //! - [`library`]: opening one library: linker, abi_stable header, kind,
 //!   interface version, layout, manifest validation.
+//! - `snapshot`: the private, sealed copy of each library that the dynamic
+//!   linker maps (so rewriting the file on disk cannot touch the engine).
 //! - [`engine`]: [`EngineBuilder`] (collect extensions, start) and the
 //!   running [`Engine`]: bounded crossbeam channels from adapters through a
 //!   router and a worker pool back to adapters; [`engine::shutdown`] explains
@@ -30,6 +32,7 @@ pub mod engine;
 pub mod error;
 pub mod library;
 pub mod path;
+mod snapshot;
 pub mod trust;
 
 pub use engine::routes;

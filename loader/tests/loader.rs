@@ -1045,3 +1045,122 @@ mod readme {
         assert_eq!(replies.texts(), ["hello, world!", "hello, ann!"]);
     }
 }
+
+/// The open path against hostile libraries and file systems (issue 9):
+/// snapshots, immediate binding. Every failure is one `path: cause` line
+/// naming the path as given.
+mod open_path {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::{Path, PathBuf};
+
+    use plugboard_loader::library::{open, open_with};
+    use plugboard_loader::trust::{digest, hex, parse_allowlist};
+    use plugboard_loader::{Engine, EngineConfig, Kind, LoadError, LoadErrorKind, TrustPolicy};
+
+    use crate::support::{lib, start, temp_dir};
+
+    fn line(err: &LoadError) -> String {
+        let line = err.to_string();
+        assert_eq!(line.lines().count(), 1, "{line}");
+        assert!(!line.contains("/proc/self/fd/"), "{line}");
+        line
+    }
+
+    /// A copy of a built library, mode 0755, in `dir`.
+    fn copy(name: &str, dir: &Path, file: &str) -> PathBuf {
+        let to = dir.join(file);
+        fs::copy(lib(name), &to).unwrap();
+        fs::set_permissions(&to, fs::Permissions::from_mode(0o755)).unwrap();
+        to
+    }
+
+    #[test]
+    fn an_allowlist_opens_each_library_not_the_first_one_again() {
+        let names = [
+            "plugboard_bacon",
+            "plugboard_discord",
+            "plugboard_fixture_panics",
+            "plugboard_fixture_sleeps",
+        ];
+        let listed: String = names
+            .iter()
+            .map(|n| {
+                let d = digest(&mut fs::File::open(lib(n)).unwrap()).unwrap();
+                format!("{}  lib{n}.so\n", hex(&d))
+            })
+            .collect();
+        let policy = TrustPolicy {
+            allowlist: Some(parse_allowlist(&listed).unwrap()),
+            ..TrustPolicy::default()
+        };
+        let opened: Vec<(Kind, String)> = names
+            .iter()
+            .map(|n| {
+                let c = open_with(&lib(n), &policy).unwrap();
+                assert_eq!(c.source().to_string(), lib(n).display().to_string());
+                (c.kind(), c.name().to_owned())
+            })
+            .collect();
+        assert_eq!(
+            opened,
+            [
+                (Kind::Plugin, "bacon".to_owned()),
+                (Kind::Adapter, "discord".to_owned()),
+                (Kind::Plugin, "panics".to_owned()),
+                (Kind::Plugin, "sleeps".to_owned()),
+            ]
+        );
+    }
+
+    #[test]
+    fn rewriting_or_truncating_a_loaded_library_does_not_touch_the_engine() {
+        let dir = temp_dir("rewrite");
+        let bacon = copy("plugboard_bacon", dir.path(), "libbacon.so");
+        let (engine, feed, replies) = start(
+            Engine::builder(EngineConfig::default())
+                .library(&lib("plugboard_discord"))
+                .library(&bacon),
+        );
+        let answers = |who: &str| {
+            feed.say(who, "!bacon");
+            assert_eq!(
+                replies.wait_for(1),
+                [format!("gives {who} a strip of delicious bacon.")]
+            );
+        };
+        answers("before");
+        // `cp new.so loaded.so`: the same inode, truncated and rewritten.
+        let original = fs::read(&bacon).unwrap();
+        fs::write(&bacon, &original).unwrap();
+        answers("same-bytes");
+        fs::write(&bacon, fs::read(lib("plugboard_fixture_sleeps")).unwrap()).unwrap();
+        answers("other-bytes");
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&bacon)
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+        answers("truncated");
+        drop(feed);
+        assert!(engine.shutdown());
+    }
+
+    #[test]
+    fn an_undefined_symbol_is_refused_at_load_time_not_at_the_first_call() {
+        let path = lib("plugboard_fixture_unresolved");
+        let err = open(&path).err().expect("it cannot be linked");
+        assert!(
+            matches!(&err.kind, LoadErrorKind::Unresolved { symbol } if symbol == "plugboard_fixture_nowhere"),
+            "{err:?}"
+        );
+        assert_eq!(
+            line(&err),
+            format!(
+                "{}: cannot be linked: undefined symbol plugboard_fixture_nowhere",
+                path.display()
+            )
+        );
+    }
+}
