@@ -97,9 +97,25 @@ pub enum LoadErrorKind {
     Metadata(io::Error),
     /// The file could not be opened or read.
     Read(io::Error),
-    /// The dynamic linker refused the file (not a shared object, wrong
-    /// architecture, missing dependency, ...).
+    /// The dynamic linker refused the file (not a shared object, missing
+    /// dependency, ...).
     Open(String),
+    /// Not an ELF file (checked before the dynamic linker sees it).
+    NotElf {
+        /// What it looks like instead, if recognisable (`it looks like
+        /// text`, `it is a Mach-O file, built for macOS`).
+        looks_like: Option<&'static str>,
+    },
+    /// An ELF file, but not a shared object (an executable, an object
+    /// file, a core dump, a truncated header).
+    NotSharedObject(String),
+    /// A shared object for another CPU type, word size or byte order.
+    Machine {
+        /// What it was built for (`aarch64`, `i386 (32-bit)`).
+        found: String,
+        /// What this engine is.
+        expected: String,
+    },
     /// The dynamic linker could not bind every symbol at load time: the
     /// library calls something no loaded library defines.
     Unresolved {
@@ -110,6 +126,14 @@ pub enum LoadErrorKind {
     NoRootModule,
     /// A library built with an abi_stable release this engine cannot read.
     AbiStable(String),
+    /// Exports abi_stable's root-module symbol, but what it points at is not
+    /// an abi_stable header (its magic string is wrong).
+    NotRootModule {
+        /// The ABI version the bytes read as, for the record.
+        abi_major: u32,
+        /// See `abi_major`.
+        abi_minor: u32,
+    },
     /// An abi_stable library of some other application.
     UnknownRootModule(String),
     /// Built against an interface version this engine does not speak.
@@ -163,11 +187,29 @@ impl fmt::Display for LoadErrorKind {
             Metadata(e) => write!(f, "cannot read file metadata: {e}"),
             Read(e) => write!(f, "cannot read it: {e}"),
             Open(msg) => write!(f, "not a loadable shared library: {msg}"),
+            NotElf { looks_like: None } => {
+                f.write_str("not a loadable shared library: not an ELF file")
+            }
+            NotElf {
+                looks_like: Some(what),
+            } => write!(f, "not a loadable shared library: not an ELF file ({what})"),
+            NotSharedObject(what) => write!(f, "not a loadable shared library: {what}"),
+            Machine { found, expected } => {
+                write!(f, "built for {found}; this engine is {expected}")
+            }
             Unresolved { symbol } => write!(f, "cannot be linked: undefined symbol {symbol}"),
             NoRootModule => f.write_str(
                 "not a plugboard extension: the library exports no abi_stable root module",
             ),
             AbiStable(msg) => write!(f, "built with an incompatible abi_stable: {msg}"),
+            NotRootModule {
+                abi_major,
+                abi_minor,
+            } => write!(
+                f,
+                "exports abi_stable's root-module symbol, but it is not an abi_stable \
+                 root module (header reads ABI {abi_major}.{abi_minor})"
+            ),
             UnknownRootModule(name) => write!(
                 f,
                 "not a plugboard extension: its root module is `{name}` \

@@ -10,7 +10,8 @@
 //! - [`library`]: opening one library: linker, abi_stable header, kind,
 //!   interface version, layout, manifest validation.
 //! - `snapshot`: the private, sealed copy of each library that the dynamic
-//!   linker maps (so rewriting the file on disk cannot touch the engine).
+//!   linker maps (so rewriting the file on disk cannot touch the engine);
+//!   `elf`: the ELF header check before it.
 //! - [`engine`]: [`EngineBuilder`] (collect extensions, start) and the
 //!   running [`Engine`]: bounded crossbeam channels from adapters through a
 //!   router and a worker pool back to adapters; [`engine::shutdown`] explains
@@ -28,6 +29,7 @@
 //! caller's choice (a `--strict` flag, say) to treat failures as fatal.
 
 pub mod config;
+mod elf;
 pub mod engine;
 pub mod error;
 pub mod library;

@@ -2,8 +2,9 @@
 //! extension code runs.
 //!
 //! The order of checks is the order of trust: the file and who can write
-//! it, then a private snapshot of its bytes ([`crate::snapshot`]) whose
-//! allowlist digest is checked, the dynamic linker (binding every symbol now), abi_stable's
+//! it, then a private snapshot of its
+//! bytes ([`crate::snapshot`]) whose allowlist digest and ELF header are
+//! checked, the dynamic linker (binding every symbol now), abi_stable's
 //! header, the root module's name (its kind), the interface version, the
 //! full type layout, and only then the library's own code (its root-module
 //! constructor and `manifest`), whose output is validated in turn. `init`
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use abi_stable::abi_stability::abi_checking::{
     check_layout_compatibility, AbiInstability, AbiInstabilityErrors,
 };
-use abi_stable::library::{AbiHeaderRef, LibHeader, LibraryError, RootModule};
+use abi_stable::library::{AbiHeader, AbiHeaderRef, LibHeader, LibraryError, RootModule};
 use abi_stable::std_types::RResult;
 use abi_stable::type_layout::TypeLayout;
 use plugboard_interface::adapter::{self, Adapter, AdapterBox, AdapterManifest, AdapterRoot_Ref};
@@ -225,7 +226,8 @@ pub fn open_with(path: &Path, policy: &TrustPolicy) -> Result<Candidate, LoadErr
 }
 
 /// Everything up to abi_stable's header: the file, the trust checks, the
-/// snapshot (see [`crate::snapshot`]), the allowlist, the dynamic linker (binding every symbol now), the root-module symbol.
+/// snapshot (see [`crate::snapshot`]), the allowlist, the ELF header, the
+/// dynamic linker (binding every symbol now), the root-module symbol.
 ///
 /// Errors never mention the snapshot: the caller names the library by the
 /// path it was given.
@@ -256,6 +258,12 @@ fn open_header(path: &Path, policy: &TrustPolicy) -> Result<&'static LibHeader, 
             }));
         }
     }
+    #[cfg(target_os = "linux")]
+    crate::elf::check(
+        &snapshot
+            .head(crate::elf::HEAD_LEN)
+            .map_err(LoadErrorKind::Read)?,
+    )?;
 
     // Every symbol is bound now (RTLD_NOW), so a library calling something
     // no library defines is refused here, not at its first call with the
@@ -275,7 +283,10 @@ fn open_header(path: &Path, policy: &TrustPolicy) -> Result<&'static LibHeader, 
     // SAFETY: the symbol's address, reinterpreted as `AbiHeaderRef` (a
     // reference to the header that abi_stable's symbol *is*), exactly as
     // abi_stable's own `abi_header_from_raw_library` does; the library is
-    // never unloaded, so the reference stays valid.
+    // never unloaded, so the reference stays valid. Until the magic string
+    // matches, only `AbiHeader`'s plain bytes (40) are read, which any bit
+    // pattern makes valid; a symbol of that name shorter than that would be
+    // read past its end, within the library's mapped image.
     let header_ref: AbiHeaderRef = match unsafe {
         library
             .get::<AbiHeaderRef>(abi_stable::library::ROOT_MODULE_LOADER_NAME_WITH_NUL.as_bytes())
@@ -283,6 +294,13 @@ fn open_header(path: &Path, policy: &TrustPolicy) -> Result<&'static LibHeader, 
         Ok(symbol) => *symbol,
         Err(_) => return Err(LoadErrorKind::NoRootModule),
     };
+    let abi: &AbiHeader = &header_ref;
+    if abi.magic_string != AbiHeader::VALUE.magic_string {
+        return Err(LoadErrorKind::NotRootModule {
+            abi_major: abi.abi_major,
+            abi_minor: abi.abi_minor,
+        });
+    }
     header_ref.upgrade().map_err(header_error)
 }
 

@@ -24,7 +24,7 @@
 //! inode, which nobody else can reach, and every copy has a path of its own.
 
 use std::fs::{self, File};
-use std::io::{self, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// A snapshot of one library file: a sealed memfd, or a private copy.
@@ -63,6 +63,13 @@ impl Snapshot {
             .expect("invariant: a snapshot has its file until `keep` consumes it");
         file.seek(SeekFrom::Start(0))?;
         Ok(file)
+    }
+
+    /// The first `n` bytes (fewer if the file is shorter).
+    pub(crate) fn head(&mut self, n: usize) -> io::Result<Vec<u8>> {
+        let mut head = Vec::with_capacity(n);
+        self.reader()?.take(n as u64).read_to_end(&mut head)?;
+        Ok(head)
     }
 
     /// Called once `dlopen` has mapped the snapshot: its descriptor stays
@@ -190,7 +197,7 @@ fn private_copy(source: &mut File, base: &Path) -> io::Result<Snapshot> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read, Write};
+    use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
 
     fn source(tag: &str, bytes: &[u8]) -> (PathBuf, File) {
@@ -213,6 +220,7 @@ mod tests {
         let mut snapshot = Snapshot::take(&mut file).unwrap();
         fs::write(&path, b"rewritten in place, and longer").unwrap();
         assert_eq!(contents(&mut snapshot), b"original bytes");
+        assert_eq!(snapshot.head(4).unwrap(), b"orig");
         // What dlopen is given reads the same bytes.
         assert_eq!(fs::read(snapshot.dlopen_path()).unwrap(), b"original bytes");
         fs::remove_file(path).unwrap();

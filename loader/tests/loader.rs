@@ -44,7 +44,7 @@ mod library {
             .join(format!("notes.{}", std::env::consts::DLL_EXTENSION));
         fs::write(&path, "this is not ELF\n").unwrap();
         let err = open(&path).err().expect("a text file is not a library");
-        assert!(matches!(err.kind, LoadErrorKind::Open(_)), "{err:?}");
+        assert!(matches!(err.kind, LoadErrorKind::NotElf { .. }), "{err:?}");
         let line = err.to_string();
         assert!(
             line.starts_with(&format!(
@@ -546,7 +546,7 @@ mod bad_libraries {
             .collect();
         fs::write(&random, bytes).unwrap();
         let err = open(&random).err().unwrap();
-        assert!(matches!(err.kind, LoadErrorKind::Open(_)));
+        assert!(matches!(err.kind, LoadErrorKind::NotElf { .. }), "{err:?}");
         one_line(&err);
 
         let exe = dir.path().join(format!("exe.{ext}"));
@@ -1047,8 +1047,8 @@ mod readme {
 }
 
 /// The open path against hostile libraries and file systems (issue 9):
-/// snapshots, immediate binding. Every failure is one `path: cause` line
-/// naming the path as given.
+/// snapshots, immediate binding, headers that lie. Every failure is one
+/// `path: cause` line naming the path as given.
 mod open_path {
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
@@ -1159,6 +1159,64 @@ mod open_path {
             line(&err),
             format!(
                 "{}: cannot be linked: undefined symbol plugboard_fixture_nowhere",
+                path.display()
+            )
+        );
+    }
+
+    /// A copy of bacon with its ELF header patched by `patch`.
+    fn patched(dir: &Path, name: &str, patch: impl FnOnce(&mut Vec<u8>)) -> PathBuf {
+        let mut bytes = fs::read(lib("plugboard_bacon")).unwrap();
+        patch(&mut bytes);
+        let path = dir.join(name);
+        fs::write(&path, bytes).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_library_for_another_cpu_says_so() {
+        let dir = temp_dir("machine");
+        let (other, name, host) = match std::env::consts::ARCH {
+            "aarch64" => (62u16, "x86_64", "aarch64"),
+            host => (183u16, "aarch64", host),
+        };
+        let foreign = patched(dir.path(), "libforeign.so", |b| {
+            b[18..20].copy_from_slice(&other.to_le_bytes())
+        });
+        let err = open(&foreign).err().unwrap();
+        assert!(matches!(err.kind, LoadErrorKind::Machine { .. }), "{err:?}");
+        assert_eq!(
+            line(&err),
+            format!(
+                "{}: built for {name}; this engine is {host}",
+                foreign.display()
+            )
+        );
+        // Word size: a 32-bit build of the same CPU.
+        let narrow = patched(dir.path(), "libnarrow.so", |b| b[4] = 1);
+        assert_eq!(
+            line(&open(&narrow).err().unwrap()),
+            format!(
+                "{}: built for {host} (32-bit); this engine is {host} (64-bit)",
+                narrow.display()
+            )
+        );
+    }
+
+    #[test]
+    fn a_garbage_root_module_symbol_is_not_taken_for_an_abi_version() {
+        let path = lib("plugboard_fixture_garbage_root");
+        let err = open(&path).err().unwrap();
+        assert!(
+            matches!(err.kind, LoadErrorKind::NotRootModule { .. }),
+            "{err:?}"
+        );
+        assert_eq!(
+            line(&err),
+            format!(
+                "{}: exports abi_stable's root-module symbol, but it is not an abi_stable root \
+                 module (header reads ABI 4022250974.3737138963)",
                 path.display()
             )
         );

@@ -1,0 +1,311 @@
+//! A look at a library's ELF header before the dynamic linker gets it.
+//!
+//! Why: glibc's `dlopen` describes a library for another CPU as "cannot
+//! open shared object file: No such file or directory" (it skips
+//! incompatible objects as if they were not there), and a text file or a
+//! macOS build as "invalid ELF header". The first 20 bytes of the file say
+//! exactly what is wrong, so the loader reads them and says it:
+//! `built for aarch64; this engine is x86_64`.
+//!
+//! Only the identification bytes, `e_type` and `e_machine` are read; the
+//! dynamic linker still validates everything else.
+
+use crate::error::LoadErrorKind;
+
+/// How many leading bytes [`check`] looks at.
+pub(crate) const HEAD_LEN: usize = 20;
+
+const MAGIC: &[u8; 4] = b"\x7fELF";
+const EI_CLASS: usize = 4;
+const EI_DATA: usize = 5;
+const ELFCLASS32: u8 = 1;
+const ELFCLASS64: u8 = 2;
+const ELFDATA2LSB: u8 = 1;
+const ELFDATA2MSB: u8 = 2;
+const ET_REL: u16 = 1;
+const ET_EXEC: u16 = 2;
+const ET_DYN: u16 = 3;
+const ET_CORE: u16 = 4;
+
+/// What this engine was built for: ELF class, data encoding and
+/// `e_machine` (`None` on a CPU the table below does not know: then only
+/// word size and byte order are compared).
+fn host() -> (u8, u8, Option<u16>) {
+    let class = if cfg!(target_pointer_width = "64") {
+        ELFCLASS64
+    } else {
+        ELFCLASS32
+    };
+    let data = if cfg!(target_endian = "big") {
+        ELFDATA2MSB
+    } else {
+        ELFDATA2LSB
+    };
+    let machine = match std::env::consts::ARCH {
+        "x86" => Some(3),
+        "mips" | "mips64" => Some(8),
+        "powerpc" => Some(20),
+        "powerpc64" => Some(21),
+        "s390x" => Some(22),
+        "arm" => Some(40),
+        "x86_64" => Some(62),
+        "aarch64" => Some(183),
+        "riscv32" | "riscv64" => Some(243),
+        "loongarch64" => Some(258),
+        _ => None,
+    };
+    (class, data, machine)
+}
+
+/// A CPU's usual name, given its `e_machine` and word size.
+fn machine_name(machine: u16, class: u8) -> String {
+    let wide = class == ELFCLASS64;
+    match machine {
+        3 => "i386",
+        8 if wide => "mips64",
+        8 => "mips",
+        20 => "powerpc",
+        21 => "powerpc64",
+        22 if wide => "s390x",
+        22 => "s390",
+        40 => "arm",
+        62 => "x86_64",
+        183 => "aarch64",
+        243 if wide => "riscv64",
+        243 => "riscv32",
+        258 => "loongarch64",
+        other => return format!("CPU type {other} (ELF e_machine)"),
+    }
+    .to_owned()
+}
+
+fn bits(class: u8) -> &'static str {
+    if class == ELFCLASS64 {
+        "64-bit"
+    } else {
+        "32-bit"
+    }
+}
+
+fn endian(data: u8) -> &'static str {
+    if data == ELFDATA2MSB {
+        "big-endian"
+    } else {
+        "little-endian"
+    }
+}
+
+/// Checks the first bytes of a file (at most [`HEAD_LEN`] are used; fewer
+/// if the file is shorter) against this engine.
+pub(crate) fn check(head: &[u8]) -> Result<(), LoadErrorKind> {
+    check_against(head, host())
+}
+
+fn check_against(head: &[u8], host: (u8, u8, Option<u16>)) -> Result<(), LoadErrorKind> {
+    if head.len() < MAGIC.len() || &head[..4] != MAGIC {
+        return Err(LoadErrorKind::NotElf {
+            looks_like: looks_like(head),
+        });
+    }
+    if head.len() < HEAD_LEN {
+        return Err(LoadErrorKind::NotSharedObject(format!(
+            "truncated ELF header ({} bytes)",
+            head.len()
+        )));
+    }
+    let (class, data) = (head[EI_CLASS], head[EI_DATA]);
+    if !matches!(class, ELFCLASS32 | ELFCLASS64) || !matches!(data, ELFDATA2LSB | ELFDATA2MSB) {
+        return Err(LoadErrorKind::NotSharedObject(format!(
+            "invalid ELF identification (class {class}, data encoding {data})"
+        )));
+    }
+    let half = |at: usize| {
+        let bytes = [head[at], head[at + 1]];
+        if data == ELFDATA2MSB {
+            u16::from_be_bytes(bytes)
+        } else {
+            u16::from_le_bytes(bytes)
+        }
+    };
+    let machine = half(18);
+    let (host_class, host_data, host_machine) = host;
+    let machine_differs = host_machine.is_some_and(|m| m != machine);
+    if machine_differs || class != host_class || data != host_data {
+        let mut found = machine_name(machine, class);
+        let mut expected = host_machine
+            .map(|m| machine_name(m, host_class))
+            .unwrap_or_else(|| std::env::consts::ARCH.to_owned());
+        // Word size and byte order are named only when they differ.
+        let (mut theirs, mut ours) = (Vec::new(), Vec::new());
+        if class != host_class {
+            theirs.push(bits(class));
+            ours.push(bits(host_class));
+        }
+        if data != host_data {
+            theirs.push(endian(data));
+            ours.push(endian(host_data));
+        }
+        if !theirs.is_empty() {
+            found = format!("{found} ({})", theirs.join(", "));
+            expected = format!("{expected} ({})", ours.join(", "));
+        }
+        return Err(LoadErrorKind::Machine { found, expected });
+    }
+    match half(16) {
+        ET_DYN => Ok(()),
+        ET_EXEC => Err(LoadErrorKind::NotSharedObject(
+            "an executable, not a shared library".to_owned(),
+        )),
+        ET_REL => Err(LoadErrorKind::NotSharedObject(
+            "an object file (.o), not a shared library".to_owned(),
+        )),
+        ET_CORE => Err(LoadErrorKind::NotSharedObject(
+            "a core dump, not a shared library".to_owned(),
+        )),
+        other => Err(LoadErrorKind::NotSharedObject(format!(
+            "ELF file of type {other}, not a shared library"
+        ))),
+    }
+}
+
+/// What a file that is not ELF looks like, when that is easy to tell.
+fn looks_like(head: &[u8]) -> Option<&'static str> {
+    const MACH_O: [[u8; 4]; 5] = [
+        [0xfe, 0xed, 0xfa, 0xce],
+        [0xfe, 0xed, 0xfa, 0xcf],
+        [0xce, 0xfa, 0xed, 0xfe],
+        [0xcf, 0xfa, 0xed, 0xfe],
+        [0xca, 0xfe, 0xba, 0xbe],
+    ];
+    if head.len() >= 4 && MACH_O.iter().any(|m| head[..4] == m[..]) {
+        Some("it is a Mach-O file, built for macOS")
+    } else if head.starts_with(b"MZ") {
+        Some("it is a PE file, built for Windows")
+    } else if !head.is_empty()
+        && head
+            .iter()
+            .all(|&b| b.is_ascii_graphic() || b.is_ascii_whitespace())
+    {
+        Some("it looks like text")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const X86_64: (u8, u8, Option<u16>) = (ELFCLASS64, ELFDATA2LSB, Some(62));
+
+    /// An ELF identification of this class / data / type / machine.
+    fn head(class: u8, data: u8, e_type: u16, machine: u16) -> Vec<u8> {
+        let mut h = vec![0u8; HEAD_LEN];
+        h[..4].copy_from_slice(MAGIC);
+        h[EI_CLASS] = class;
+        h[EI_DATA] = data;
+        h[6] = 1;
+        let (t, m) = if data == ELFDATA2MSB {
+            (e_type.to_be_bytes(), machine.to_be_bytes())
+        } else {
+            (e_type.to_le_bytes(), machine.to_le_bytes())
+        };
+        h[16..18].copy_from_slice(&t);
+        h[18..20].copy_from_slice(&m);
+        h
+    }
+
+    fn message(head: &[u8]) -> String {
+        check_against(head, X86_64).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn a_shared_object_for_this_machine_passes() {
+        assert!(check_against(&head(ELFCLASS64, ELFDATA2LSB, ET_DYN, 62), X86_64).is_ok());
+    }
+
+    #[test]
+    fn other_machines_word_sizes_and_byte_orders_are_named() {
+        let cases = [
+            (
+                head(ELFCLASS64, ELFDATA2LSB, ET_DYN, 183),
+                "built for aarch64; this engine is x86_64",
+            ),
+            (
+                head(ELFCLASS32, ELFDATA2LSB, ET_DYN, 3),
+                "built for i386 (32-bit); this engine is x86_64 (64-bit)",
+            ),
+            (
+                head(ELFCLASS32, ELFDATA2LSB, ET_DYN, 40),
+                "built for arm (32-bit); this engine is x86_64 (64-bit)",
+            ),
+            (
+                head(ELFCLASS64, ELFDATA2LSB, ET_DYN, 243),
+                "built for riscv64; this engine is x86_64",
+            ),
+            (
+                head(ELFCLASS64, ELFDATA2MSB, ET_DYN, 21),
+                "built for powerpc64 (big-endian); this engine is x86_64 (little-endian)",
+            ),
+            (
+                head(ELFCLASS64, ELFDATA2MSB, ET_DYN, 22),
+                "built for s390x (big-endian); this engine is x86_64 (little-endian)",
+            ),
+            (
+                head(ELFCLASS32, ELFDATA2LSB, ET_DYN, 62),
+                "built for x86_64 (32-bit); this engine is x86_64 (64-bit)",
+            ),
+            (
+                head(ELFCLASS64, ELFDATA2LSB, ET_DYN, 9999),
+                "built for CPU type 9999 (ELF e_machine); this engine is x86_64",
+            ),
+        ];
+        for (bytes, expected) in cases {
+            assert_eq!(message(&bytes), expected);
+        }
+        // A host the table does not know still compares word size.
+        let unknown_host = (ELFCLASS64, ELFDATA2LSB, None);
+        assert!(check_against(&head(ELFCLASS64, ELFDATA2LSB, ET_DYN, 9999), unknown_host).is_ok());
+        assert!(check_against(&head(ELFCLASS32, ELFDATA2LSB, ET_DYN, 3), unknown_host).is_err());
+    }
+
+    #[test]
+    fn other_files_say_what_they_are() {
+        assert_eq!(
+            message(b"this is not a library\n"),
+            "not a loadable shared library: not an ELF file (it looks like text)"
+        );
+        assert_eq!(
+            message(&[0xcf, 0xfa, 0xed, 0xfe, 7, 0, 0, 1]),
+            "not a loadable shared library: not an ELF file (it is a Mach-O file, built for macOS)"
+        );
+        assert_eq!(
+            message(b"MZ\x90\x00\x03"),
+            "not a loadable shared library: not an ELF file (it is a PE file, built for Windows)"
+        );
+        assert_eq!(
+            message(&[0, 1, 2, 3, 4]),
+            "not a loadable shared library: not an ELF file"
+        );
+        assert_eq!(
+            message(b"\x7fELF\x02\x01"),
+            "not a loadable shared library: truncated ELF header (6 bytes)"
+        );
+        assert_eq!(
+            message(&head(ELFCLASS64, ELFDATA2LSB, ET_EXEC, 62)),
+            "not a loadable shared library: an executable, not a shared library"
+        );
+        assert_eq!(
+            message(&head(ELFCLASS64, ELFDATA2LSB, ET_REL, 62)),
+            "not a loadable shared library: an object file (.o), not a shared library"
+        );
+        assert_eq!(
+            message(&head(ELFCLASS64, ELFDATA2LSB, ET_CORE, 62)),
+            "not a loadable shared library: a core dump, not a shared library"
+        );
+        assert_eq!(
+            message(&head(7, ELFDATA2LSB, ET_DYN, 62)),
+            "not a loadable shared library: invalid ELF identification (class 7, data encoding 1)"
+        );
+    }
+}
