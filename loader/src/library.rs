@@ -2,7 +2,7 @@
 //! extension code runs.
 //!
 //! The order of checks is the order of trust: the file and who can write
-//! it, then a private snapshot of its
+//! it (along its resolved, absolute path), then a private snapshot of its
 //! bytes ([`crate::snapshot`]) whose allowlist digest and ELF header are
 //! checked, the dynamic linker (binding every symbol now), abi_stable's
 //! header, the root module's name (its kind), the interface version, the
@@ -232,11 +232,14 @@ pub fn open_with(path: &Path, policy: &TrustPolicy) -> Result<Candidate, LoadErr
 /// Errors never mention the snapshot: the caller names the library by the
 /// path it was given.
 fn open_header(path: &Path, policy: &TrustPolicy) -> Result<&'static LibHeader, LoadErrorKind> {
-    check_file(path)?;
-    trust::check_writers(path, policy).map_err(LoadErrorKind::Untrusted)?;
+    let absolute = trust::absolute(path).map_err(LoadErrorKind::Metadata)?;
+    check_file(&absolute)?;
+    let resolved =
+        trust::check_library_path(&absolute, policy).map_err(LoadErrorKind::Untrusted)?;
 
-    // One descriptor: its bytes are what the snapshot holds.
-    let mut file = File::open(path).map_err(LoadErrorKind::Read)?;
+    // One descriptor: its metadata is what the owner check sees, and its
+    // bytes are what the snapshot holds.
+    let mut file = File::open(&resolved).map_err(LoadErrorKind::Read)?;
     let meta = file.metadata().map_err(LoadErrorKind::Metadata)?;
     if !meta.is_file() {
         return Err(LoadErrorKind::NotAFile);
@@ -244,6 +247,8 @@ fn open_header(path: &Path, policy: &TrustPolicy) -> Result<&'static LibHeader, 
     if meta.len() == 0 {
         return Err(LoadErrorKind::Empty);
     }
+    trust::check_library_file(&meta, &absolute, &resolved, policy)
+        .map_err(LoadErrorKind::Untrusted)?;
     let mut snapshot = Snapshot::take(&mut file).map_err(LoadErrorKind::Read)?;
     drop(file);
 
@@ -275,7 +280,7 @@ fn open_header(path: &Path, policy: &TrustPolicy) -> Result<&'static LibHeader, 
     // nothing else of the caller.
     let library =
         unsafe { libloading::os::unix::Library::open(Some(snapshot.dlopen_path()), flags) }
-            .map_err(|e| open_error(snapshot.dlopen_path(), path, &e.to_string()))?;
+            .map_err(|e| open_error(snapshot.dlopen_path(), &absolute, &e.to_string()))?;
     snapshot.keep();
     // Never unloaded: abi_stable hands out `'static` references into it.
     let library: &'static libloading::os::unix::Library = Box::leak(Box::new(library));

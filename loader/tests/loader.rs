@@ -1047,8 +1047,8 @@ mod readme {
 }
 
 /// The open path against hostile libraries and file systems (issue 9):
-/// snapshots, immediate binding, headers that lie. Every failure is one
-/// `path: cause` line naming the path as given.
+/// snapshots, immediate binding, resolved-path trust checks, headers that
+/// lie. Every failure is one `path: cause` line naming the path as given.
 mod open_path {
     use std::fs;
     use std::os::unix::fs::PermissionsExt;
@@ -1056,7 +1056,9 @@ mod open_path {
 
     use plugboard_loader::library::{open, open_with};
     use plugboard_loader::trust::{digest, hex, parse_allowlist};
-    use plugboard_loader::{Engine, EngineConfig, Kind, LoadError, LoadErrorKind, TrustPolicy};
+    use plugboard_loader::{
+        Engine, EngineConfig, Kind, LoadError, LoadErrorKind, LoadPath, TrustPolicy,
+    };
 
     use crate::support::{lib, start, temp_dir};
 
@@ -1065,6 +1067,12 @@ mod open_path {
         assert_eq!(line.lines().count(), 1, "{line}");
         assert!(!line.contains("/proc/self/fd/"), "{line}");
         line
+    }
+
+    fn mkdir(path: &Path, mode: u32) -> PathBuf {
+        fs::create_dir(path).unwrap();
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+        fs::canonicalize(path).unwrap()
     }
 
     /// A copy of a built library, mode 0755, in `dir`.
@@ -1164,6 +1172,87 @@ mod open_path {
         );
     }
 
+    #[test]
+    fn a_symlink_into_a_world_writable_directory_is_refused() {
+        let dir = temp_dir("symlink");
+        let root = mkdir(&dir.path().join("root"), 0o755);
+        let open_dir = mkdir(&root.join("open"), 0o777);
+        let target = copy("plugboard_bacon", &open_dir, "libbacon.so");
+        let plugins = mkdir(&root.join("plugins"), 0o755);
+        let link = plugins.join("libbacon.so");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+
+        let expected = format!(
+            "{}: refused: it resolves to {}, whose directory {} is writable by other users \
+             (mode 777); fix the permissions or pass --allow-writable",
+            link.display(),
+            target.display(),
+            open_dir.display()
+        );
+        let err = open_with(&link, &TrustPolicy::default()).err().unwrap();
+        assert!(matches!(err.kind, LoadErrorKind::Untrusted(_)), "{err:?}");
+        assert_eq!(line(&err), expected);
+        // The same through the load path; --allow-writable lets it in.
+        let engine = Engine::builder(EngineConfig::default())
+            .load_path(&LoadPath::new([&plugins]))
+            .start()
+            .unwrap();
+        assert!(engine.report().loaded.is_empty());
+        assert_eq!(engine.report().failures[0].to_string(), expected);
+        engine.shutdown();
+        let lax = TrustPolicy {
+            allow_writable: true,
+            ..TrustPolicy::default()
+        };
+        assert!(open_with(&link, &lax).is_ok());
+    }
+
+    #[test]
+    fn a_directory_whose_ancestor_is_writable_is_refused_naming_the_ancestor() {
+        let dir = temp_dir("ancestor");
+        let shared = mkdir(&dir.path().join("shared"), 0o777);
+        let plugins = mkdir(&shared.join("plugins"), 0o755);
+        let bacon = copy("plugboard_bacon", &plugins, "libbacon.so");
+        let cause = format!(
+            "refused: ancestor directory {} is writable by other users (mode 777) and not a \
+             root-owned sticky directory; fix the permissions or pass --allow-writable",
+            shared.display()
+        );
+        let err = open_with(&bacon, &TrustPolicy::default()).err().unwrap();
+        assert_eq!(line(&err), format!("{}: {cause}", bacon.display()));
+        let scan = LoadPath::new([&plugins]).scan();
+        assert!(scan.libraries.is_empty());
+        assert_eq!(
+            scan.failures[0].to_string(),
+            format!("{}: {cause}", plugins.display())
+        );
+        // Sticky and root-owned, like /tmp, an ancestor is fine.
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            assert!(open_with(&bacon, &TrustPolicy::default()).is_ok());
+        }
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+
+    #[test]
+    fn a_bare_name_is_a_file_in_the_current_directory_never_a_search() {
+        // The dynamic linker would find this in the system library path.
+        let err = open(Path::new("libm.so.6")).err().unwrap();
+        assert!(matches!(err.kind, LoadErrorKind::NotFound), "{err:?}");
+        assert_eq!(line(&err), "libm.so.6: no such file");
+        // Cargo runs tests in the package directory: `Cargo.toml` is a
+        // relative file there, and that file is what gets examined (the
+        // dynamic linker, given the bare name, would search its path and
+        // report "cannot open shared object file").
+        assert!(Path::new("Cargo.toml").is_file());
+        let err = open(Path::new("Cargo.toml")).err().unwrap();
+        assert_eq!(
+            line(&err),
+            "Cargo.toml: not a loadable shared library: not an ELF file (it looks like text)"
+        );
+    }
+
     /// A copy of bacon with its ELF header patched by `patch`.
     fn patched(dir: &Path, name: &str, patch: impl FnOnce(&mut Vec<u8>)) -> PathBuf {
         let mut bytes = fs::read(lib("plugboard_bacon")).unwrap();
@@ -1220,5 +1309,59 @@ mod open_path {
                 path.display()
             )
         );
+    }
+
+    /// All of them at once, in one directory: one line each, in load order,
+    /// and the good libraries load and answer.
+    #[test]
+    fn hostile_libraries_are_one_line_each_and_the_rest_still_load() {
+        let dir = temp_dir("hostile");
+        let plugins = mkdir(&dir.path().join("plugins"), 0o755);
+        copy("plugboard_bacon", &plugins, "a-bacon.so");
+        let bacon_again = copy("plugboard_bacon", &plugins, "b-bacon.so");
+        let garbage = copy("plugboard_fixture_garbage_root", &plugins, "c-garbage.so");
+        let unresolved = copy("plugboard_fixture_unresolved", &plugins, "d-unresolved.so");
+        let foreign = patched(&plugins, "e-foreign.so", |b| b[4] = 1);
+        let (feed, client, replies) = crate::support::TestClient::triple();
+        let engine = Engine::builder(EngineConfig::default())
+            .library(&lib("plugboard_discord"))
+            .load_path(&LoadPath::new([&plugins]))
+            .clients(move |_| Some(client.clone()))
+            .start()
+            .unwrap();
+        let failures: Vec<String> = engine.report().failures.iter().map(line).collect();
+        let arch = std::env::consts::ARCH;
+        let expected = [
+            (
+                &garbage,
+                "exports abi_stable's root-module symbol, but it is not an abi_stable root \
+                 module (header reads ABI 4022250974.3737138963)"
+                    .to_owned(),
+            ),
+            (
+                &unresolved,
+                "cannot be linked: undefined symbol plugboard_fixture_nowhere".to_owned(),
+            ),
+            (
+                &foreign,
+                format!("built for {arch} (32-bit); this engine is {arch} (64-bit)"),
+            ),
+            (
+                &bacon_again,
+                format!(
+                    "duplicate plugin name `bacon` (already loaded from {}); skipped",
+                    plugins.join("a-bacon.so").display()
+                ),
+            ),
+        ]
+        .map(|(path, cause)| format!("{}: {cause}", path.display()));
+        assert_eq!(failures, expected);
+        feed.say("ann", "!bacon");
+        assert_eq!(
+            replies.wait_for(1),
+            ["gives ann a strip of delicious bacon."]
+        );
+        drop(feed);
+        engine.shutdown();
     }
 }
