@@ -5,7 +5,15 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 
 use plugboard_loader::library::{open_with, Candidate};
-use plugboard_loader::{LoadPath, TrustPolicy};
+use plugboard_loader::{LoadError, LoadPath, TrustPolicy};
+
+/// The long form of a failure, at debug level: the one-line message of an
+/// incompatible layout promises it under `RUST_LOG=debug`.
+fn log_detail(error: &LoadError) {
+    if let Some(detail) = error.detail() {
+        log::debug!("{}: abi_stable's report:\n{detail}", error.source);
+    }
+}
 
 fn describe(out: &mut impl Write, candidate: &Candidate) -> io::Result<()> {
     writeln!(
@@ -54,6 +62,7 @@ pub fn check(
             Err(e) => {
                 invalid += 1;
                 writeln!(err, "error: {e}")?;
+                log_detail(&e);
             }
         }
     }
@@ -82,6 +91,7 @@ pub fn list(load_path: &LoadPath, trust: &TrustPolicy, out: &mut impl Write) -> 
             Err(e) => {
                 failed += 1;
                 writeln!(out, "FAIL  {e}")?;
+                log_detail(&e);
             }
         }
     }

@@ -66,6 +66,15 @@ impl LoadError {
         LoadError { source, kind }
     }
 
+    /// The long form of the cause, when there is one beyond the line (for
+    /// an incompatible layout, abi_stable's full report): for a debug log.
+    pub fn detail(&self) -> Option<&str> {
+        match &self.kind {
+            LoadErrorKind::Layout { detail, .. } => Some(detail),
+            _ => None,
+        }
+    }
+
     /// The path concerned, if it is a file or directory.
     pub fn path(&self) -> Option<&Path> {
         match &self.source {
