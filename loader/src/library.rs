@@ -3,7 +3,7 @@
 //!
 //! The order of checks is the order of trust: the file and who can write
 //! it (along its resolved, absolute path), then a private snapshot of its
-//! bytes ([`crate::snapshot`]) whose allowlist digest and ELF header are
+//! bytes (the `snapshot` module) whose allowlist digest and ELF header are
 //! checked, the dynamic linker (binding every symbol now), abi_stable's
 //! header, the root module's name (its kind), the interface version, the
 //! full type layout, and only then the library's own code (its root-module
