@@ -66,6 +66,7 @@ impl Snapshot {
     }
 
     /// The first `n` bytes (fewer if the file is shorter).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
     pub(crate) fn head(&mut self, n: usize) -> io::Result<Vec<u8>> {
         let mut head = Vec::with_capacity(n);
         self.reader()?.take(n as u64).read_to_end(&mut head)?;
