@@ -7,8 +7,10 @@
 //! exactly what is wrong, so the loader reads them and says it:
 //! `built for aarch64; this engine is x86_64`.
 //!
-//! Only the identification bytes, `e_type` and `e_machine` are read; the
-//! dynamic linker still validates everything else.
+//! Only the identification bytes, `e_type` and `e_machine` are checked; the
+//! dynamic linker still validates everything else. [`mapped_extent`] also
+//! reads the program headers, to tell the snapshot how much of the file the
+//! dynamic linker uses.
 //!
 //! Linux only (the loader calls it under `cfg(target_os = "linux")`); the
 //! module still compiles, and its unit tests run, everywhere.
@@ -30,6 +32,9 @@ const ET_REL: u16 = 1;
 const ET_EXEC: u16 = 2;
 const ET_DYN: u16 = 3;
 const ET_CORE: u16 = 4;
+const PT_LOAD: u32 = 1;
+/// `e_phnum` meaning "more than fit here, see section 0".
+const PN_XNUM: u16 = 0xffff;
 
 /// What this engine was built for: ELF class, data encoding and
 /// `e_machine` (`None` on a CPU the table below does not know: then only
@@ -172,6 +177,55 @@ fn check_against(head: &[u8], host: (u8, u8, Option<u16>)) -> Result<(), LoadErr
     }
 }
 
+/// How many leading bytes of the file the dynamic linker uses: the ELF
+/// header, the program headers and every loadable segment's file bytes,
+/// up to the end of the last one. What follows (symbol tables, debug info,
+/// section headers) is never mapped. `None` when `head` (the file's first
+/// bytes) does not hold the whole program header table or it makes no
+/// sense: the caller then keeps the whole file.
+pub(crate) fn mapped_extent(head: &[u8]) -> Option<u64> {
+    if head.len() < HEAD_LEN || &head[..4] != MAGIC {
+        return None;
+    }
+    let big = match head[EI_DATA] {
+        ELFDATA2LSB => false,
+        ELFDATA2MSB => true,
+        _ => return None,
+    };
+    let read = |at: usize, len: usize| -> Option<u64> {
+        let bytes = head.get(at..at.checked_add(len)?)?;
+        let mut value = 0u64;
+        for i in 0..len {
+            let byte = if big { bytes[i] } else { bytes[len - 1 - i] };
+            value = (value << 8) | u64::from(byte);
+        }
+        Some(value)
+    };
+    // (e_phoff, e_phentsize, e_phnum, e_ehsize) offsets and widths, then the
+    // header size and (p_offset, p_filesz) offsets and width of an entry.
+    let (phoff, phentsize, phnum, ehsize, entry, offset, filesz, word) = match head[EI_CLASS] {
+        ELFCLASS64 => (read(32, 8)?, read(54, 2)?, read(56, 2)?, 64, 56, 8, 32, 8),
+        ELFCLASS32 => (read(28, 4)?, read(42, 2)?, read(44, 2)?, 52, 32, 4, 16, 4),
+        _ => return None,
+    };
+    if phnum == u64::from(PN_XNUM) || phentsize < entry {
+        return None;
+    }
+    let table_end = phoff.checked_add(phentsize.checked_mul(phnum)?)?;
+    if table_end > head.len() as u64 {
+        return None;
+    }
+    let mut extent = table_end.max(ehsize);
+    for i in 0..phnum {
+        let at = usize::try_from(phoff + i * phentsize).ok()?;
+        if read(at, 4)? == u64::from(PT_LOAD) {
+            let end = read(at + offset, word)?.checked_add(read(at + filesz, word)?)?;
+            extent = extent.max(end);
+        }
+    }
+    Some(extent)
+}
+
 /// What a file that is not ELF looks like, when that is easy to tell.
 fn looks_like(head: &[u8]) -> Option<&'static str> {
     const MACH_O: [[u8; 4]; 5] = [
@@ -271,6 +325,41 @@ mod tests {
         let unknown_host = (ELFCLASS64, ELFDATA2LSB, None);
         assert!(check_against(&head(ELFCLASS64, ELFDATA2LSB, ET_DYN, 9999), unknown_host).is_ok());
         assert!(check_against(&head(ELFCLASS32, ELFDATA2LSB, ET_DYN, 3), unknown_host).is_err());
+    }
+
+    #[test]
+    fn the_mapped_extent_ends_with_the_last_loadable_segment() {
+        // A 64-bit header with three program headers: LOAD [0, 0x300),
+        // NOTE far away (not mapped), LOAD [0x1000, 0x1800).
+        let mut h = head(ELFCLASS64, ELFDATA2LSB, ET_DYN, 62);
+        h.resize(64 + 3 * 56, 0);
+        h[32..40].copy_from_slice(&64u64.to_le_bytes());
+        h[54..56].copy_from_slice(&56u16.to_le_bytes());
+        h[56..58].copy_from_slice(&3u16.to_le_bytes());
+        for (i, (p_type, offset, size)) in [
+            (1u32, 0u64, 0x300u64),
+            (4, 0x9000, 0x10),
+            (1, 0x1000, 0x800),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let at = 64 + i * 56;
+            h[at..at + 4].copy_from_slice(&p_type.to_le_bytes());
+            h[at + 8..at + 16].copy_from_slice(&offset.to_le_bytes());
+            h[at + 32..at + 40].copy_from_slice(&size.to_le_bytes());
+        }
+        assert_eq!(mapped_extent(&h), Some(0x1800));
+        // The table must be inside the bytes given, and make sense.
+        assert_eq!(mapped_extent(&h[..100]), None);
+        h[54..56].copy_from_slice(&8u16.to_le_bytes());
+        assert_eq!(mapped_extent(&h), None);
+        assert_eq!(mapped_extent(b"not an ELF file at all"), None);
+
+        // A real one: this test binary.
+        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let extent = mapped_extent(&exe[..exe.len().min(64 * 1024)]).unwrap();
+        assert!(extent > 0 && extent <= exe.len() as u64, "{extent}");
     }
 
     #[test]

@@ -13,7 +13,7 @@
 //! between a file and running its code.)
 
 use std::fs::{self, File};
-use std::io;
+use std::io::{self, Read};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -249,13 +249,19 @@ fn open_header(path: &Path, policy: &TrustPolicy) -> Result<&'static LibHeader, 
     }
     trust::check_library_file(&meta, &absolute, &resolved, policy)
         .map_err(LoadErrorKind::Untrusted)?;
-    let mut snapshot = Snapshot::take(&mut file).map_err(LoadErrorKind::Read)?;
-    drop(file);
+    // The snapshot keeps what the dynamic linker maps (see `snapshot`).
+    #[cfg(target_os = "linux")]
+    let keep = &crate::elf::mapped_extent;
+    #[cfg(not(target_os = "linux"))]
+    let keep = &|_: &[u8]| None;
+    let mut snapshot = Snapshot::take(&mut file, keep).map_err(LoadErrorKind::Read)?;
 
     if let Some(allowlist) = &policy.allowlist {
+        // The whole file, as `sha256sum` sees it: the snapshot's bytes, then
+        // what the same descriptor has left.
         let digest = snapshot
             .reader()
-            .and_then(trust::digest)
+            .and_then(|kept| trust::digest(&mut kept.chain(&mut file)))
             .map_err(|e| LoadErrorKind::Untrusted(TrustError::Read(e)))?;
         if !allowlist.contains(&digest) {
             return Err(LoadErrorKind::Untrusted(TrustError::NotAllowed {
@@ -263,6 +269,7 @@ fn open_header(path: &Path, policy: &TrustPolicy) -> Result<&'static LibHeader, 
             }));
         }
     }
+    drop(file);
     #[cfg(target_os = "linux")]
     crate::elf::check(
         &snapshot

@@ -18,14 +18,48 @@
 //! closed and its number reused, the next library's `/proc/self/fd/<fd>`
 //! would be taken for the previous one, and `dlopen` would return that.
 //!
+//! The snapshot holds the bytes the dynamic linker maps (the caller says
+//! how many, from the program headers): a release library built with line
+//! tables is 6.4 MB of which about 0.5 MB is mapped. Copying and keeping
+//! the symbol tables and debug info after that would cost several
+//! milliseconds and megabytes per library for bytes nothing reads (except
+//! an in-process backtrace symbolising a plugin's own frames, which then
+//! shows them unnamed). The caller hashes the rest of the file from the
+//! same descriptor, in the same pass.
+//!
 //! Elsewhere (or where memfds or `/proc` are unavailable) the snapshot is a
 //! private copy in a fresh directory only the engine's user can enter
 //! (0700), removed once the library is mapped: the mapping keeps the copy's
 //! inode, which nobody else can reach, and every copy has a path of its own.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+
+/// Given a file's first bytes, how many bytes of it the snapshot keeps
+/// (`None`: all).
+pub(crate) type Keep<'a> = &'a dyn Fn(&[u8]) -> Option<u64>;
+
+/// How many bytes [`Keep`] is shown (fewer if the file is shorter).
+const FIRST: u64 = 64 * 1024;
+
+/// Copies from `source` into `dest` what `keep` asks for (see
+/// [`Snapshot::take`]).
+fn fill(source: &mut File, dest: &mut File, keep: Keep<'_>) -> io::Result<()> {
+    let mut first = Vec::new();
+    source.take(FIRST).read_to_end(&mut first)?;
+    dest.write_all(&first)?;
+    match keep(&first) {
+        Some(total) => {
+            let rest = total.saturating_sub(first.len() as u64);
+            io::copy(&mut source.take(rest), dest)?;
+        }
+        None => {
+            io::copy(source, dest)?;
+        }
+    }
+    Ok(())
+}
 
 /// A snapshot of one library file: a sealed memfd, or a private copy.
 pub(crate) struct Snapshot {
@@ -38,15 +72,18 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
-    /// Copies everything `source` has left to read into a new snapshot.
-    pub(crate) fn take(source: &mut File) -> io::Result<Snapshot> {
+    /// Copies `source`, from its current position, into a new snapshot:
+    /// as many bytes as `keep` says when shown the first ones (at least
+    /// those), or all of them if it says `None`. `source` is left just
+    /// after the last byte copied.
+    pub(crate) fn take(source: &mut File, keep: Keep<'_>) -> io::Result<Snapshot> {
         #[cfg(target_os = "linux")]
         {
-            if let Some(snapshot) = memfd::take(source)? {
+            if let Some(snapshot) = memfd::take(source, keep)? {
                 return Ok(snapshot);
             }
         }
-        private_copy(source, &std::env::temp_dir())
+        private_copy(source, keep, &std::env::temp_dir())
     }
 
     /// The path to give `dlopen`: never shown to users, who see the
@@ -103,7 +140,7 @@ mod memfd {
     use std::path::{Path, PathBuf};
     use std::sync::OnceLock;
 
-    use super::Snapshot;
+    use super::{fill, Keep, Snapshot};
 
     /// Whether `/proc/self/fd/<fd>` names work here (`/proc` can be absent
     /// in minimal containers and chroots).
@@ -112,10 +149,11 @@ mod memfd {
         *AVAILABLE.get_or_init(|| Path::new("/proc/self/fd").is_dir())
     }
 
-    /// A sealed memfd holding what `source` has left to read; `None` if
+    /// A sealed memfd holding what `keep` asks for (see
+    /// [`Snapshot::take`]); `None` if
     /// this kernel cannot make one (too old, or forbidden by a seccomp
     /// filter), so that the caller falls back to a private copy.
-    pub(super) fn take(source: &mut File) -> io::Result<Option<Snapshot>> {
+    pub(super) fn take(source: &mut File, keep: Keep<'_>) -> io::Result<Option<Snapshot>> {
         if !proc_fd_available() {
             return Ok(None);
         }
@@ -133,7 +171,7 @@ mod memfd {
         // SAFETY: `fd` was just created and is owned by nothing else; the
         // `File` becomes its only owner.
         let mut file = unsafe { File::from_raw_fd(fd) };
-        io::copy(source, &mut file)?;
+        fill(source, &mut file, keep)?;
         let seals =
             libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE | libc::F_SEAL_SEAL;
         // SAFETY: F_ADD_SEALS on a descriptor we own, with an int argument,
@@ -151,7 +189,7 @@ mod memfd {
 
 /// A copy of what `source` has left to read in a fresh 0700 directory
 /// under `base`.
-fn private_copy(source: &mut File, base: &Path) -> io::Result<Snapshot> {
+fn private_copy(source: &mut File, keep: Keep<'_>, base: &Path) -> io::Result<Snapshot> {
     use std::hash::{BuildHasher, Hasher};
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     use std::sync::atomic::{AtomicU64, Ordering};
@@ -184,7 +222,7 @@ fn private_copy(source: &mut File, base: &Path) -> io::Result<Snapshot> {
         .create_new(true)
         .mode(0o700)
         .open(&path)
-        .and_then(|mut file| io::copy(source, &mut file).map(|_| file));
+        .and_then(|mut file| fill(source, &mut file, keep).map(|()| file));
     let mut snapshot = Snapshot {
         file: None,
         dlopen_path: path,
@@ -198,7 +236,6 @@ fn private_copy(source: &mut File, base: &Path) -> io::Result<Snapshot> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
 
     fn source(tag: &str, bytes: &[u8]) -> (PathBuf, File) {
@@ -218,7 +255,7 @@ mod tests {
     #[test]
     fn a_snapshot_keeps_its_bytes_whatever_happens_to_the_file() {
         let (path, mut file) = source("keeps", b"original bytes");
-        let mut snapshot = Snapshot::take(&mut file).unwrap();
+        let mut snapshot = Snapshot::take(&mut file, &|_| None).unwrap();
         fs::write(&path, b"rewritten in place, and longer").unwrap();
         assert_eq!(contents(&mut snapshot), b"original bytes");
         assert_eq!(snapshot.head(4).unwrap(), b"orig");
@@ -231,7 +268,7 @@ mod tests {
     #[test]
     fn a_memfd_snapshot_is_sealed_and_named_by_its_descriptor() {
         let (path, mut file) = source("sealed", b"sealed bytes");
-        let snapshot = Snapshot::take(&mut file).unwrap();
+        let snapshot = Snapshot::take(&mut file, &|_| None).unwrap();
         let shown = snapshot.dlopen_path().display().to_string();
         assert!(shown.starts_with("/proc/self/fd/"), "{shown}");
         // Not even the engine can write to it or change its size.
@@ -254,10 +291,32 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_keeps_what_it_is_told_and_leaves_the_rest_to_read() {
+        let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let (path, mut file) = source("keep", &bytes);
+        let seen = std::cell::Cell::new(0);
+        let keep = |first: &[u8]| {
+            seen.set(first.len());
+            Some(100_000)
+        };
+        let mut snapshot = Snapshot::take(&mut file, &keep).unwrap();
+        assert_eq!(seen.get(), FIRST as usize, "shown the first bytes");
+        assert_eq!(contents(&mut snapshot), &bytes[..100_000]);
+        let mut rest = Vec::new();
+        file.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, &bytes[100_000..], "the source is left after the copy");
+        // Never less than what was shown.
+        let mut file = File::open(&path).unwrap();
+        let mut snapshot = private_copy(&mut file, &|_| Some(10), &std::env::temp_dir()).unwrap();
+        assert_eq!(contents(&mut snapshot).len(), FIRST as usize);
+        fs::remove_file(path).unwrap();
+    }
+
+    #[test]
     fn the_fallback_copy_is_private_and_removed_once_mapped() {
         let (path, mut file) = source("fallback", b"copied bytes");
         let base = std::env::temp_dir();
-        let mut snapshot = private_copy(&mut file, &base).unwrap();
+        let mut snapshot = private_copy(&mut file, &|_| None, &base).unwrap();
         let copy = snapshot.dlopen_path().to_owned();
         let dir = copy.parent().unwrap().to_owned();
         assert_eq!(
@@ -265,7 +324,7 @@ mod tests {
             0o700
         );
         assert_eq!(contents(&mut snapshot), b"copied bytes");
-        let other = private_copy(&mut File::open(&path).unwrap(), &base).unwrap();
+        let other = private_copy(&mut File::open(&path).unwrap(), &|_| None, &base).unwrap();
         assert_ne!(other.dlopen_path(), copy, "every copy has its own path");
         snapshot.keep();
         assert!(!dir.exists(), "removed once mapped");

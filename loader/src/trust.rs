@@ -20,7 +20,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -375,7 +375,7 @@ pub fn hex(digest: &Sha256Digest) -> String {
 }
 
 /// The SHA-256 of everything `file` has left to read.
-pub fn digest(file: &mut File) -> io::Result<Sha256Digest> {
+pub fn digest(file: &mut impl Read) -> io::Result<Sha256Digest> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -423,6 +423,7 @@ fn parse_hex(s: &str) -> Option<Sha256Digest> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
 
     #[test]
     fn allowlists_accept_sha256sum_output_and_name_bad_lines() {
