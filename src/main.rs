@@ -41,6 +41,8 @@ struct Cli {
 enum Command {
     /// Validate libraries without running the engine: print kind, name,
     /// version, interface version and commands; exit 1 if any is invalid.
+    /// Each invalid library gets one line; `RUST_LOG=debug` adds the long
+    /// form where there is one (abi_stable's full layout report).
     Check {
         /// Library files to check.
         #[arg(required = true, value_name = "LIB")]

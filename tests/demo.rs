@@ -58,6 +58,20 @@ fn load_path_with(extra: &[&str]) -> TempDir {
     TempDir(dir)
 }
 
+/// The loader tests' nested builds of plugins against a different
+/// interface (the incompatible-layout fixture), shared with them.
+#[path = "../loader/tests/support/other_interface.rs"]
+#[allow(dead_code)]
+mod other_interface;
+
+/// `target/<profile>/deps`, beside which `other_interface` builds.
+fn deps_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .expect("test binary has a directory")
+        .to_owned()
+}
+
 /// The binary, isolated from the user's environment: its own empty home
 /// (so no config file or data directory of the user is read or written).
 fn plugboard() -> Command {
@@ -860,6 +874,42 @@ mod kit {
                 lib.display()
             )]
         );
+    }
+
+    /// The layout error's hint, "RUST_LOG=debug shows abi_stable's full
+    /// report", holds for `check` too.
+    #[test]
+    fn check_with_rust_log_debug_shows_the_full_layout_report() {
+        let drift = super::other_interface::drift_plugin();
+        let out = plugboard().arg("check").arg(&drift).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = lines(&out.stderr);
+        assert_eq!(stderr.len(), 1, "{stderr:#?}");
+        assert!(
+            stderr[0].starts_with(&format!(
+                "error: {}: incompatible interface layout (",
+                drift.display()
+            )),
+            "{}",
+            stderr[0]
+        );
+        assert!(stderr[0].ends_with("(RUST_LOG=debug shows abi_stable's full report)"));
+
+        let out = plugboard()
+            .arg("check")
+            .arg(&drift)
+            .env("RUST_LOG", "debug")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        let report = stderr
+            .split_once(&format!("{}: abi_stable's report:\n", drift.display()))
+            .map(|(_, report)| report)
+            .unwrap_or_else(|| panic!("no report in:\n{stderr}"));
+        // abi_stable's report: many lines, naming the type that differs.
+        assert!(report.lines().count() > 10, "{report}");
+        assert!(report.contains("Invocation"), "{report}");
     }
 
     #[test]

@@ -7,7 +7,15 @@ use std::time::Duration;
 
 use plugboard_loader::library::Candidate;
 use plugboard_loader::preflight::open_all;
-use plugboard_loader::{LoadPath, Preflight, TrustPolicy};
+use plugboard_loader::{LoadError, LoadPath, Preflight, TrustPolicy};
+
+/// The long form of a failure, at debug level: the one-line message of an
+/// incompatible layout promises it under `RUST_LOG=debug`.
+fn log_detail(error: &LoadError) {
+    if let Some(detail) = error.detail() {
+        log::debug!("{}: abi_stable's report:\n{detail}", error.source);
+    }
+}
 
 fn describe(out: &mut impl Write, candidate: &Candidate) -> io::Result<()> {
     writeln!(
@@ -65,6 +73,7 @@ pub fn check(
             Ok(candidate) => describe(out, &candidate),
             Err(e) => {
                 invalid += 1;
+                log_detail(&e);
                 writeln!(err, "error: {e}")
             }
         };
@@ -108,6 +117,7 @@ pub fn list(
                 ),
                 Err(e) => {
                     failed += 1;
+                    log_detail(&e);
                     writeln!(out, "FAIL  {e}")
                 }
             };

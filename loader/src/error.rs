@@ -84,6 +84,19 @@ impl LoadError {
         LoadError { source, kind }
     }
 
+    /// The long form of the cause, when there is one beyond the line (for
+    /// an incompatible layout, abi_stable's full report): for a debug log.
+    pub fn detail(&self) -> Option<&str> {
+        match &self.kind {
+            LoadErrorKind::Layout { detail, .. } => Some(detail),
+            LoadErrorKind::Preflight(crate::preflight::PreflightFailure::RefusedWithDetail {
+                detail,
+                ..
+            }) => Some(detail),
+            _ => None,
+        }
+    }
+
     /// The path concerned, if it is a file or directory.
     pub fn path(&self) -> Option<&Path> {
         match &self.source {
@@ -113,13 +126,45 @@ pub enum LoadErrorKind {
     Empty,
     /// The file's metadata could not be read.
     Metadata(io::Error),
-    /// The dynamic linker refused the file (not a shared object, wrong
-    /// architecture, missing dependency, ...).
+    /// The file could not be opened or read.
+    Read(io::Error),
+    /// The dynamic linker refused the file (not a shared object, missing
+    /// dependency, ...).
     Open(String),
+    /// Not an ELF file (checked before the dynamic linker sees it).
+    NotElf {
+        /// What it looks like instead, if recognisable (`it looks like
+        /// text`, `it is a Mach-O file, built for macOS`).
+        looks_like: Option<&'static str>,
+    },
+    /// An ELF file, but not a shared object (an executable, an object
+    /// file, a core dump, a truncated header).
+    NotSharedObject(String),
+    /// A shared object for another CPU type, word size or byte order.
+    Machine {
+        /// What it was built for (`aarch64`, `i386 (32-bit)`).
+        found: String,
+        /// What this engine is.
+        expected: String,
+    },
+    /// The dynamic linker could not bind every symbol at load time: the
+    /// library calls something no loaded library defines.
+    Unresolved {
+        /// The first undefined symbol the dynamic linker reported.
+        symbol: String,
+    },
     /// A shared object that exports no abi_stable root module.
     NoRootModule,
     /// A library built with an abi_stable release this engine cannot read.
     AbiStable(String),
+    /// Exports abi_stable's root-module symbol, but what it points at is not
+    /// an abi_stable header (its magic string is wrong).
+    NotRootModule {
+        /// The ABI version the bytes read as, for the record.
+        abi_major: u32,
+        /// See `abi_major`.
+        abi_minor: u32,
+    },
     /// An abi_stable library of some other application.
     UnknownRootModule(String),
     /// Built against an interface version this engine does not speak.
@@ -203,11 +248,31 @@ impl fmt::Display for LoadErrorKind {
             NotAFile => f.write_str("not a regular file"),
             Empty => f.write_str("empty file (0 bytes), not a shared library"),
             Metadata(e) => write!(f, "cannot read file metadata: {e}"),
+            Read(e) => write!(f, "cannot read it: {e}"),
             Open(msg) => write!(f, "not a loadable shared library: {msg}"),
+            NotElf { looks_like: None } => {
+                f.write_str("not a loadable shared library: not an ELF file")
+            }
+            NotElf {
+                looks_like: Some(what),
+            } => write!(f, "not a loadable shared library: not an ELF file ({what})"),
+            NotSharedObject(what) => write!(f, "not a loadable shared library: {what}"),
+            Machine { found, expected } => {
+                write!(f, "built for {found}; this engine is {expected}")
+            }
+            Unresolved { symbol } => write!(f, "cannot be linked: undefined symbol {symbol}"),
             NoRootModule => f.write_str(
                 "not a plugboard extension: the library exports no abi_stable root module",
             ),
             AbiStable(msg) => write!(f, "built with an incompatible abi_stable: {msg}"),
+            NotRootModule {
+                abi_major,
+                abi_minor,
+            } => write!(
+                f,
+                "exports abi_stable's root-module symbol, but it is not an abi_stable \
+                 root module (header reads ABI {abi_major}.{abi_minor})"
+            ),
             UnknownRootModule(name) => write!(
                 f,
                 "not a plugboard extension: its root module is `{name}` \
@@ -274,6 +339,7 @@ impl std::error::Error for LoadError {
         match &self.kind {
             LoadErrorKind::ReadDir(e)
             | LoadErrorKind::Metadata(e)
+            | LoadErrorKind::Read(e)
             | LoadErrorKind::NoThread { source: e, .. } => Some(e),
             LoadErrorKind::Manifest(e) | LoadErrorKind::Init(e) => Some(e),
             _ => None,

@@ -9,6 +9,9 @@
 //! - [`path`]: the load path and the deterministic library scan.
 //! - [`library`]: opening one library: linker, abi_stable header, kind,
 //!   interface version, layout, manifest validation.
+//! - `snapshot`: the private, sealed copy of each library that the dynamic
+//!   linker maps (so rewriting the file on disk cannot touch the engine);
+//!   `elf`: the ELF header check before it.
 //! - [`engine`]: [`EngineBuilder`] (collect extensions, start) and the
 //!   running [`Engine`]: bounded crossbeam channels from adapters through a
 //!   router and a worker pool back to adapters; [`engine::shutdown`] explains
@@ -32,11 +35,13 @@
 
 pub mod config;
 pub mod deadline;
+mod elf;
 pub mod engine;
 pub mod error;
 pub mod library;
 pub mod path;
 pub mod preflight;
+mod snapshot;
 pub mod trust;
 
 pub use engine::routes;

@@ -1,29 +1,31 @@
 //! Opening and validating one extension library, before any of its
 //! extension code runs.
 //!
-//! The order of checks is the order of trust: file metadata, the dynamic
-//! linker, abi_stable's header, the root module's name (its kind), the
-//! interface version, the full type layout, and only then the library's own
-//! code (its root-module constructor and `manifest`), whose output is
-//! validated in turn. `init` runs later, when the engine starts.
+//! The order of checks is the order of trust: the file and who can write
+//! it (along its resolved, absolute path), then a private snapshot of its
+//! bytes (the `snapshot` module) whose allowlist digest and ELF header are
+//! checked, the dynamic linker (binding every symbol now), abi_stable's
+//! header, the root module's name (its kind), the interface version, the
+//! full type layout, and only then the library's own code (its root-module
+//! constructor and `manifest`), whose output is validated in turn. `init`
+//! runs later, when the engine starts. (The dynamic linker runs the
+//! library's static initialisers: everything before it is what stands
+//! between a file and running its code.)
 //!
 //! `manifest` (and `init`, through [`PluginCandidate`] / [`AdapterCandidate`])
 //! runs under the load deadline (see [`crate::deadline`]): a library whose
 //! `manifest` never returns is one failure line, not a hung loader.
 
 use std::fs::{self, File};
-use std::io;
-use std::os::unix::io::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::io::{self, Read};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use abi_stable::abi_stability::abi_checking::{
     check_layout_compatibility, AbiInstability, AbiInstabilityErrors,
 };
-use abi_stable::library::{
-    lib_header_from_raw_library, LibHeader, LibraryError, RawLibrary, RootModule,
-};
+use abi_stable::library::{AbiHeader, AbiHeaderRef, LibHeader, LibraryError, RootModule};
 use abi_stable::std_types::RResult;
 use abi_stable::type_layout::TypeLayout;
 use plugboard_interface::adapter::{self, Adapter, AdapterBox, AdapterManifest, AdapterRoot_Ref};
@@ -35,6 +37,7 @@ use regex::Regex;
 use crate::deadline::{self, Missed, DEFAULT_LOAD_DEADLINE};
 use crate::engine::routes;
 use crate::error::{Kind, LoadError, LoadErrorKind, Source, Stage};
+use crate::snapshot::Snapshot;
 use crate::trust::{self, TrustError, TrustPolicy};
 
 type PluginInit = Arc<dyn Fn(HostBox) -> RResult<PluginBox, ExtError> + Send + Sync>;
@@ -276,38 +279,7 @@ pub fn open_within(
     deadline: Duration,
 ) -> Result<Candidate, LoadError> {
     let fail = |kind| LoadError::at(path, kind);
-    check_file(path).map_err(fail)?;
-    trust::check_writers(path, policy).map_err(|e| fail(LoadErrorKind::Untrusted(e)))?;
-
-    // With an allowlist, hash the file through an open descriptor and load
-    // that same descriptor (via /proc/self/fd on Linux), so the file cannot
-    // be swapped between the check and the load.
-    let mut pinned = None;
-    if let Some(allowlist) = &policy.allowlist {
-        let mut file =
-            File::open(path).map_err(|e| fail(LoadErrorKind::Untrusted(TrustError::Read(e))))?;
-        let digest = trust::digest(&mut file)
-            .map_err(|e| fail(LoadErrorKind::Untrusted(TrustError::Read(e))))?;
-        if !allowlist.contains(&digest) {
-            return Err(fail(LoadErrorKind::Untrusted(TrustError::NotAllowed {
-                digest: trust::hex(&digest),
-            })));
-        }
-        pinned = Some(file);
-    }
-    let fd_path = pinned.as_ref().and_then(|file| {
-        let p = PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()));
-        p.exists().then_some(p)
-    });
-    let load_path = fd_path.as_deref().unwrap_or(path);
-
-    let raw = RawLibrary::load_at(load_path).map_err(|e| fail(open_error(load_path, e)))?;
-    drop(pinned);
-    // SAFETY: the header reference is tied to the library's lifetime, and the
-    // library is leaked just below, so it lives for the rest of the process.
-    let header = unsafe { lib_header_from_raw_library(&raw) };
-    std::mem::forget(raw);
-    let header: &'static LibHeader = header.map_err(|e| fail(header_error(e)))?;
+    let header = open_header(path, policy).map_err(fail)?;
 
     let consts = header.root_mod_consts();
     let kind = match consts.base_name().as_str() {
@@ -355,6 +327,97 @@ pub fn open_within(
     }
 }
 
+/// Everything up to abi_stable's header: the file, the trust checks, the
+/// snapshot (see [`crate::snapshot`]), the allowlist, the ELF header, the
+/// dynamic linker (binding every symbol now), the root-module symbol.
+///
+/// Errors never mention the snapshot: the caller names the library by the
+/// path it was given.
+fn open_header(path: &Path, policy: &TrustPolicy) -> Result<&'static LibHeader, LoadErrorKind> {
+    let absolute = trust::absolute(path).map_err(LoadErrorKind::Metadata)?;
+    check_file(&absolute)?;
+    let resolved =
+        trust::check_library_path(&absolute, policy).map_err(LoadErrorKind::Untrusted)?;
+
+    // One descriptor: its metadata is what the owner check sees, and its
+    // bytes are what the snapshot holds.
+    let mut file = File::open(&resolved).map_err(LoadErrorKind::Read)?;
+    let meta = file.metadata().map_err(LoadErrorKind::Metadata)?;
+    if !meta.is_file() {
+        return Err(LoadErrorKind::NotAFile);
+    }
+    if meta.len() == 0 {
+        return Err(LoadErrorKind::Empty);
+    }
+    trust::check_library_file(&meta, &absolute, &resolved, policy)
+        .map_err(LoadErrorKind::Untrusted)?;
+    // The snapshot keeps what the dynamic linker maps (see `snapshot`).
+    #[cfg(target_os = "linux")]
+    let keep = &crate::elf::mapped_extent;
+    #[cfg(not(target_os = "linux"))]
+    let keep = &|_: &[u8]| None;
+    let mut snapshot = Snapshot::take(&mut file, keep).map_err(LoadErrorKind::Read)?;
+
+    if let Some(allowlist) = &policy.allowlist {
+        // The whole file, as `sha256sum` sees it: the snapshot's bytes, then
+        // what the same descriptor has left.
+        let digest = snapshot
+            .reader()
+            .and_then(|kept| trust::digest(&mut kept.chain(&mut file)))
+            .map_err(|e| LoadErrorKind::Untrusted(TrustError::Read(e)))?;
+        if !allowlist.contains(&digest) {
+            return Err(LoadErrorKind::Untrusted(TrustError::NotAllowed {
+                digest: trust::hex(&digest),
+            }));
+        }
+    }
+    drop(file);
+    #[cfg(target_os = "linux")]
+    crate::elf::check(
+        &snapshot
+            .head(crate::elf::HEAD_LEN)
+            .map_err(LoadErrorKind::Read)?,
+    )?;
+
+    // Every symbol is bound now (RTLD_NOW), so a library calling something
+    // no library defines is refused here, not at its first call with the
+    // process killed by "symbol lookup error". RTLD_LOCAL: its symbols stay
+    // its own.
+    let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL;
+    // SAFETY: opening a library runs its initialisers; deciding whether to
+    // run them is what every check above is for. libloading requires
+    // nothing else of the caller.
+    let library =
+        unsafe { libloading::os::unix::Library::open(Some(snapshot.dlopen_path()), flags) }
+            .map_err(|e| open_error(snapshot.dlopen_path(), &absolute, &e.to_string()))?;
+    snapshot.keep();
+    // Never unloaded: abi_stable hands out `'static` references into it.
+    let library: &'static libloading::os::unix::Library = Box::leak(Box::new(library));
+
+    // SAFETY: the symbol's address, reinterpreted as `AbiHeaderRef` (a
+    // reference to the header that abi_stable's symbol *is*), exactly as
+    // abi_stable's own `abi_header_from_raw_library` does; the library is
+    // never unloaded, so the reference stays valid. Until the magic string
+    // matches, only `AbiHeader`'s plain bytes (40) are read, which any bit
+    // pattern makes valid; a symbol of that name shorter than that would be
+    // read past its end, within the library's mapped image.
+    let header_ref: AbiHeaderRef = match unsafe {
+        library
+            .get::<AbiHeaderRef>(abi_stable::library::ROOT_MODULE_LOADER_NAME_WITH_NUL.as_bytes())
+    } {
+        Ok(symbol) => *symbol,
+        Err(_) => return Err(LoadErrorKind::NoRootModule),
+    };
+    let abi: &AbiHeader = &header_ref;
+    if abi.magic_string != AbiHeader::VALUE.magic_string {
+        return Err(LoadErrorKind::NotRootModule {
+            abi_major: abi.abi_major,
+            abi_minor: abi.abi_minor,
+        });
+    }
+    header_ref.upgrade().map_err(header_error)
+}
+
 fn check_file(path: &Path) -> Result<(), LoadErrorKind> {
     let meta = match fs::metadata(path) {
         Ok(meta) => meta,
@@ -376,25 +439,33 @@ fn check_file(path: &Path) -> Result<(), LoadErrorKind> {
     Ok(())
 }
 
-fn open_error(path: &Path, err: LibraryError) -> LoadErrorKind {
-    match err {
-        LibraryError::OpenError { err, .. } => {
-            // dlerror() repeats the path; the caller already prints it.
-            let msg = err.to_string();
-            let shown = path.display().to_string();
-            let msg = msg
-                .rsplit_once(&format!("{shown}: "))
-                .map(|(_, rest)| rest.to_owned())
-                .unwrap_or(msg);
-            LoadErrorKind::Open(msg)
-        }
-        other => LoadErrorKind::Open(one_line(&other.to_string())),
+/// The dynamic linker's complaint, without the snapshot's path: dlerror()
+/// starts with the path it was given, which the caller prints anyway (as
+/// the library's own path); any other mention becomes the library's path.
+fn open_error(opened: &Path, library: &Path, dlerror: &str) -> LoadErrorKind {
+    let opened = opened.display().to_string();
+    let msg = dlerror
+        .replace(&format!("{opened}: "), "")
+        .replace(&opened, &library.display().to_string());
+    // glibc: "undefined symbol: NAME" (maybe followed by ", version V");
+    // musl: "Error relocating PATH: NAME: symbol not found".
+    let symbol = match msg.split_once("undefined symbol: ") {
+        Some((_, rest)) => rest.split([',', ' ']).next(),
+        None => msg
+            .strip_suffix(": symbol not found")
+            .and_then(|m| m.rsplit([' ', ':']).next()),
+    }
+    .filter(|s| !s.is_empty());
+    match symbol {
+        Some(symbol) => LoadErrorKind::Unresolved {
+            symbol: symbol.to_owned(),
+        },
+        None => LoadErrorKind::Open(one_line(&msg)),
     }
 }
 
 fn header_error(err: LibraryError) -> LoadErrorKind {
     match err {
-        LibraryError::GetSymbolError { .. } => LoadErrorKind::NoRootModule,
         LibraryError::InvalidAbiHeader(h) => LoadErrorKind::AbiStable(format!(
             "its abi_stable ABI is {}.{}",
             h.abi_major, h.abi_minor
@@ -675,6 +746,35 @@ mod tests {
             Err(LoadErrorKind::InterfaceVersion { .. })
         ));
         assert_eq!(generation("garbage"), "garbage");
+    }
+
+    #[test]
+    fn dynamic_linker_errors_name_the_library_and_the_missing_symbol() {
+        let snap = Path::new("/proc/self/fd/7");
+        let lib = Path::new("/srv/plugins/libx.so");
+        let kind = |dlerror: &str| open_error(snap, lib, dlerror).to_string();
+        assert_eq!(
+            kind("/proc/self/fd/7: undefined symbol: frobnicate"),
+            "cannot be linked: undefined symbol frobnicate"
+        );
+        assert_eq!(
+            kind("/proc/self/fd/7: undefined symbol: memfrob, version GLIBC_9"),
+            "cannot be linked: undefined symbol memfrob"
+        );
+        assert_eq!(
+            kind("Error relocating /proc/self/fd/7: frobnicate: symbol not found"),
+            "cannot be linked: undefined symbol frobnicate"
+        );
+        assert_eq!(
+            kind("libdep.so.1: cannot open shared object file: No such file or directory"),
+            "not a loadable shared library: libdep.so.1: cannot open shared object file: \
+             No such file or directory"
+        );
+        assert_eq!(
+            kind("/proc/self/fd/7: cannot dynamically load position-independent executable"),
+            "not a loadable shared library: cannot dynamically load position-independent \
+             executable"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::error::{LoadError, LoadErrorKind};
-use crate::trust::{check_writers, TrustPolicy};
+use crate::trust::{self, TrustPolicy};
 
 /// The environment variable holding extra load-path directories,
 /// separated like `PATH` (`:` on Unix).
@@ -74,13 +74,15 @@ impl LoadPath {
     }
 
     /// [`LoadPath::scan`], refusing directories that fail `policy`'s
-    /// writer check (anyone who can write there can plant a library).
+    /// writer check (anyone who can write there, or in a directory above,
+    /// can plant a library; see [`trust::check_directory`]).
     pub fn scan_with(&self, policy: &TrustPolicy) -> Scan {
         let mut scan = Scan::default();
         let mut seen = HashSet::new();
         for dir in &self.dirs {
             let listed = list_dir(dir).and_then(|files| {
-                check_writers(dir, policy)
+                let absolute = trust::absolute(dir).map_err(LoadErrorKind::Metadata)?;
+                trust::check_directory(&absolute, policy)
                     .map(|()| files)
                     .map_err(LoadErrorKind::Untrusted)
             });

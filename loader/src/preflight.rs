@@ -14,8 +14,10 @@
 //!
 //! The parent writes the job (trust policy and paths) as JSON to the
 //! child's stdin and closes it. The child answers on its original stdout,
-//! one line per library, in order: `ok <i>` or `fail <i> <cause>`, where
-//! `<cause>` is the one-line [`LoadErrorKind`] text. Before loading
+//! one JSON line per library, in order: `{"i":0}` when it opened, or
+//! `{"i":0,"cause":"...","detail":"..."}` with the one-line
+//! [`LoadErrorKind`] text and, where there is one, its long form (the
+//! parent logs it at debug level, as for a library it opened itself). Before loading
 //! anything, the child moves its stdout to a private descriptor and points
 //! descriptor 1 at stderr, so that a library printing to stdout cannot mix
 //! with the verdicts; stderr is drained by the parent into its debug log.
@@ -80,6 +82,13 @@ impl Preflight {
 pub enum PreflightFailure {
     /// The child opened it and refused it; the cause is the child's line.
     Refused(String),
+    /// The same, with the long form of the cause (logged at debug level).
+    RefusedWithDetail {
+        /// The one-line cause.
+        cause: String,
+        /// The long form.
+        detail: String,
+    },
     /// The child died while loading it.
     Died(String),
     /// The child gave no verdict within the deadline and was killed.
@@ -91,7 +100,8 @@ pub enum PreflightFailure {
 impl fmt::Display for PreflightFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PreflightFailure::Refused(cause) => f.write_str(cause),
+            PreflightFailure::Refused(cause)
+            | PreflightFailure::RefusedWithDetail { cause, .. } => f.write_str(cause),
             PreflightFailure::Died(how) => write!(f, "{how} while loading"),
             PreflightFailure::Hung(d) => write!(
                 f,
@@ -128,6 +138,16 @@ pub fn run_if_child() {
     unsafe { libc::_exit(code) }
 }
 
+/// One verdict of the child: no cause means the library opened.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Verdict {
+    i: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cause: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+}
+
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Job {
     allow_writable: bool,
@@ -157,10 +177,20 @@ fn child_main() -> io::Result<()> {
     };
     let deadline = Duration::from_millis(job.load_deadline_ms);
     for (i, path) in job.paths.iter().enumerate() {
-        match library::open_within(path, &policy, deadline) {
-            Ok(_) => writeln!(verdicts, "ok {i}")?,
-            Err(e) => writeln!(verdicts, "fail {i} {}", one_line(&e.kind.to_string()))?,
-        }
+        let verdict = match library::open_within(path, &policy, deadline) {
+            Ok(_) => Verdict {
+                i,
+                cause: None,
+                detail: None,
+            },
+            Err(e) => Verdict {
+                i,
+                cause: Some(one_line(&e.kind.to_string())),
+                detail: e.detail().map(str::to_owned),
+            },
+        };
+        serde_json::to_writer(&mut verdicts, &verdict).map_err(io::Error::other)?;
+        writeln!(verdicts)?;
         verdicts.flush()?;
     }
     Ok(())
@@ -236,7 +266,10 @@ pub fn open_all(
             match child.verdict(i, load_deadline) {
                 Ok(()) => each(path, open(path)),
                 Err(failure) => {
-                    let stop = !matches!(failure, PreflightFailure::Refused(_));
+                    let stop = !matches!(
+                        failure,
+                        PreflightFailure::Refused(_) | PreflightFailure::RefusedWithDetail { .. }
+                    );
                     if stop {
                         child.log_stderr(path);
                     }
@@ -380,16 +413,18 @@ impl Running {
             }
         };
         self.last = at;
-        let mut words = line.splitn(3, ' ');
-        let verdict = (
-            words.next(),
-            words.next().and_then(|n| n.parse::<usize>().ok()),
-        );
-        match verdict {
-            (Some("ok"), Some(n)) if n == i => Ok(()),
-            (Some("fail"), Some(n)) if n == i => Err(PreflightFailure::Refused(
-                words.next().unwrap_or("refused").to_owned(),
-            )),
+        match serde_json::from_str::<Verdict>(&line) {
+            Ok(Verdict {
+                i: n, cause: None, ..
+            }) if n == i => Ok(()),
+            Ok(Verdict {
+                i: n,
+                cause: Some(cause),
+                detail,
+            }) if n == i => Err(match detail {
+                Some(detail) => PreflightFailure::RefusedWithDetail { cause, detail },
+                None => PreflightFailure::Refused(cause),
+            }),
             _ => {
                 self.kill();
                 Err(PreflightFailure::Garbled(line.chars().take(200).collect()))

@@ -457,7 +457,7 @@ impl EngineBuilder {
             }
         }
         for failure in &failures {
-            if let LoadErrorKind::Layout { detail, .. } = &failure.kind {
+            if let Some(detail) = failure.detail() {
                 log::debug!("{}: abi_stable's report:\n{detail}", failure.source);
             }
         }

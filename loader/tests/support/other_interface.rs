@@ -42,10 +42,13 @@ export_plugin!(Fixture);
 /// The version the `future` variant claims.
 pub const FUTURE_VERSION: &str = "0.9.0";
 
+/// The workspace root: this file is included by the loader's tests
+/// (`loader/`) and by the root package's (`tests/demo.rs`).
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("loader/ is inside the workspace")
+        .ancestors()
+        .find(|dir| dir.join("interface/Cargo.toml").is_file())
+        .expect("the package is inside the workspace")
         .to_owned()
 }
 
