@@ -24,7 +24,7 @@
 //!
 //! The parent blames the library whose verdict is due when the child dies
 //! (`killed by SIGBUS while loading`, `exited with status 0 while
-//! loading`) or sends nothing for [`Preflight::deadline`] (the child is
+//! loading`) or sends nothing for the load deadline (the child is
 //! killed); it then starts a new child for the libraries after it. Verdicts
 //! are used as they arrive, so the parent's in-process loading overlaps
 //! the child's.

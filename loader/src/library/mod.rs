@@ -22,12 +22,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use abi_stable::abi_stability::abi_checking::{
-    check_layout_compatibility, AbiInstability, AbiInstabilityErrors,
-};
 use abi_stable::library::{AbiHeader, AbiHeaderRef, LibHeader, LibraryError, RootModule};
 use abi_stable::std_types::RResult;
-use abi_stable::type_layout::TypeLayout;
 use plugboard_interface::adapter::{self, Adapter, AdapterBox, AdapterManifest, AdapterRoot_Ref};
 use plugboard_interface::host::HostBox;
 use plugboard_interface::plugin::{self, Plugin, PluginBox, PluginManifest, PluginRoot_Ref};
@@ -35,10 +31,17 @@ use plugboard_interface::{ExtError, INTERFACE_VERSION};
 use regex::Regex;
 
 use crate::deadline::{self, Missed, DEFAULT_LOAD_DEADLINE};
-use crate::engine::routes;
 use crate::error::{Kind, LoadError, LoadErrorKind, Source, Stage};
 use crate::snapshot::Snapshot;
 use crate::trust::{self, TrustError, TrustPolicy};
+
+mod abi;
+mod manifest;
+
+pub(crate) use abi::generation;
+use abi::{check_interface_version, init_root};
+pub use manifest::compile_pattern;
+use manifest::{check_routing_budget, validate_adapter, validate_plugin};
 
 type PluginInit = Arc<dyn Fn(HostBox) -> RResult<PluginBox, ExtError> + Send + Sync>;
 type AdapterInit = Arc<dyn Fn(HostBox) -> RResult<AdapterBox, ExtError> + Send + Sync>;
@@ -474,133 +477,7 @@ fn header_error(err: LibraryError) -> LoadErrorKind {
     }
 }
 
-/// The version "generation" per the interface's compatibility policy:
-/// `0.MINOR.x` before 1.0, `MAJOR.x` after.
-pub(crate) fn generation(version: &str) -> String {
-    let mut parts = version.split('.').map(str::parse::<u64>);
-    match (parts.next(), parts.next()) {
-        (Some(Ok(0)), Some(Ok(minor))) => format!("0.{minor}.x"),
-        (Some(Ok(major)), Some(Ok(_))) => format!("{major}.x"),
-        _ => version.to_owned(),
-    }
-}
-
-fn check_interface_version(found: &str) -> Result<(), LoadErrorKind> {
-    if generation(found) == generation(INTERFACE_VERSION) {
-        Ok(())
-    } else {
-        Err(LoadErrorKind::InterfaceVersion {
-            found: found.to_owned(),
-            expected: INTERFACE_VERSION,
-        })
-    }
-}
-
-fn init_root<M: RootModule>(
-    header: &'static LibHeader,
-    layout: &'static TypeLayout,
-) -> Result<M, LoadErrorKind> {
-    header.init_root_module::<M>().map_err(|e| match e {
-        LibraryError::AbiInstability(_) => {
-            // Re-run the check to get the structured errors behind abi_stable's
-            // pre-formatted multi-kilobyte report.
-            match check_layout_compatibility(M::LAYOUT, layout) {
-                Err(errors) => LoadErrorKind::Layout {
-                    summary: summarize_layout_errors(&errors),
-                    detail: errors.to_string(),
-                },
-                Ok(()) => LoadErrorKind::Layout {
-                    summary: "abi_stable reported a mismatch".to_owned(),
-                    detail: e.to_string(),
-                },
-            }
-        }
-        LibraryError::IncompatibleVersionNumber { actual_version, .. } => {
-            LoadErrorKind::InterfaceVersion {
-                found: actual_version.to_string(),
-                expected: INTERFACE_VERSION,
-            }
-        }
-        LibraryError::RootModule { err, .. } => {
-            LoadErrorKind::RootModule(one_line(&err.to_string()))
-        }
-        other => LoadErrorKind::AbiStable(one_line(&other.to_string())),
-    })
-}
-
-/// The first real mismatch of abi_stable's report, as
-/// `PluginRoot -> init() -> ... -> Invocation: what (and N more)`.
-///
-/// The path keeps only the interface's own types and the function-pointer
-/// fields between them; abi_stable's wrappers (`PrefixRef`, `RResult`,
-/// `RObject`, ...) are noise to someone rebuilding a plugin.
-fn summarize_layout_errors(errors: &AbiInstabilityErrors) -> String {
-    use abi_stable::type_layout::TLFieldOrFunction;
-    const INTERFACE_PACKAGE: &str = "plugboard-interface";
-
-    let Some(first) = errors.errors.iter().find(|e| !e.errs.is_empty()) else {
-        return "no details".to_owned();
-    };
-    let mut path: Vec<String> = Vec::new();
-    for step in first.stack_trace.iter() {
-        let TLFieldOrFunction::Field(field) = &step.expected else {
-            continue;
-        };
-        let layout = field.layout();
-        let name = if layout.package() == INTERFACE_PACKAGE {
-            layout.name().to_owned()
-        } else if !field.function_range().is_empty() {
-            format!("{}()", field.name())
-        } else {
-            continue;
-        };
-        if path.last() != Some(&name) {
-            path.push(name);
-        }
-    }
-    if path.is_empty() {
-        path.push(errors.interface.name().to_owned());
-    }
-    let what = match first.errs.first() {
-        Some(AbiInstability::FieldCountMismatch(ef)) => format!(
-            "field count differs: engine has {}, library has {}",
-            ef.expected, ef.found
-        ),
-        Some(AbiInstability::UnexpectedField(ef)) => format!(
-            "field `{}` where the engine has `{}`",
-            ef.found.name(),
-            ef.expected.name()
-        ),
-        Some(AbiInstability::Name(ef)) => {
-            format!("type `{}` where the engine has `{}`", ef.found, ef.expected)
-        }
-        Some(AbiInstability::Size(ef)) => format!(
-            "size {} bytes where the engine has {}",
-            ef.found, ef.expected
-        ),
-        Some(AbiInstability::Alignment(ef)) => format!(
-            "alignment {} where the engine has {}",
-            ef.found, ef.expected
-        ),
-        Some(AbiInstability::TooManyVariants(ef)) => format!(
-            "variant count differs: engine has {}, library has {}",
-            ef.expected, ef.found
-        ),
-        Some(AbiInstability::Package(ef)) => format!(
-            "type from package `{}` where the engine has `{}`",
-            ef.found, ef.expected
-        ),
-        Some(other) => one_line(&format!("{other:?}")),
-        None => "mismatch".to_owned(),
-    };
-    let more = match first.errs.len() {
-        0 | 1 => String::new(),
-        n => format!(" (and {} more)", n - 1),
-    };
-    format!("{}: {what}{more}", path.join(" -> "))
-}
-
-fn one_line(text: &str) -> String {
+pub(crate) fn one_line(text: &str) -> String {
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if text.chars().count() > 300 {
         let cut: String = text.chars().take(300).collect();
@@ -610,143 +487,9 @@ fn one_line(text: &str) -> String {
     }
 }
 
-/// Names are used on the command line and in chat (`discord !bacon`): one
-/// word of letters, digits, `-` and `_`.
-fn validate_name(what: &str, name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err(format!("{what} name is empty"));
-    }
-    if name.len() > 64 {
-        return Err(format!("{what} name `{name}` is longer than 64 bytes"));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
-    {
-        return Err(format!(
-            "{what} name `{}` contains {c:?} (allowed: ASCII letters, digits, `-`, `_`)",
-            name.escape_debug()
-        ));
-    }
-    Ok(())
-}
-
-/// Compiles a command pattern the way the router matches it: anchored at
-/// the start of the command text.
-pub fn compile_pattern(pattern: &str) -> Result<Regex, regex::Error> {
-    Regex::new(&format!("^(?:{pattern})"))
-}
-
-fn validate_plugin(manifest: &PluginManifest) -> Result<Vec<Regex>, String> {
-    validate_name("plugin", &manifest.name)?;
-    let mut seen = std::collections::HashSet::new();
-    let mut patterns = Vec::with_capacity(manifest.commands.len());
-    for (i, command) in manifest.commands.iter().enumerate() {
-        let name = command.name.as_str();
-        if name.is_empty() {
-            return Err(format!("command #{i} has an empty name"));
-        }
-        if !seen.insert(name) {
-            return Err(format!("command name `{name}` is declared twice"));
-        }
-        let regex = compile_pattern(&command.pattern).map_err(|e| {
-            format!(
-                "command `{name}`: invalid pattern `{}`: {}",
-                command.pattern,
-                regex_error_line(&e)
-            )
-        })?;
-        patterns.push(regex);
-    }
-    Ok(patterns)
-}
-
-/// The plugin's share of the routing table (see `engine::routes`): its
-/// patterns, which each compile, must also compile together within the
-/// per-plugin budget, so that no plugin can stop the table from building.
-fn check_routing_budget(
-    manifest: &PluginManifest,
-    patterns: &[Regex],
-) -> Result<(), LoadErrorKind> {
-    routes::check_budget(patterns).map_err(|e| match e {
-        regex::Error::CompiledTooBig(budget) => LoadErrorKind::RoutingBudget {
-            name: manifest.name.to_string(),
-            budget,
-        },
-        other => LoadErrorKind::InvalidManifest(format!(
-            "the command patterns do not compile together: {}",
-            regex_error_line(&other)
-        )),
-    })
-}
-
-fn validate_adapter(manifest: &AdapterManifest) -> Result<(), String> {
-    validate_name("adapter", &manifest.name)
-}
-
-/// regex's syntax errors are multi-line drawings; keep the `error:` line.
-fn regex_error_line(err: &regex::Error) -> String {
-    let text = err.to_string();
-    text.lines()
-        .find_map(|l| l.trim().strip_prefix("error: "))
-        .map(str::to_owned)
-        .unwrap_or_else(|| one_line(&text))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use abi_stable::std_types::RVec;
-    use plugboard_interface::plugin::CommandSpec;
-
-    fn manifest(name: &str, commands: &[(&str, &str)]) -> PluginManifest {
-        PluginManifest {
-            name: name.into(),
-            version: "1.0.0".into(),
-            description: "".into(),
-            help: "".into(),
-            commands: commands
-                .iter()
-                .map(|(n, p)| CommandSpec {
-                    name: (*n).into(),
-                    pattern: (*p).into(),
-                    usage: "".into(),
-                })
-                .collect::<RVec<_>>(),
-        }
-    }
-
-    #[test]
-    fn manifest_validation_names_the_problem() {
-        assert!(validate_plugin(&manifest("bacon", &[("a", "bacon$")])).is_ok());
-        let err = |m| validate_plugin(&m).unwrap_err();
-        assert_eq!(err(manifest("", &[])), "plugin name is empty");
-        assert!(err(manifest("two words", &[])).contains("contains ' '"));
-        assert_eq!(
-            err(manifest("p", &[("a", "x"), ("a", "y")])),
-            "command name `a` is declared twice"
-        );
-        assert_eq!(
-            err(manifest("p", &[("", "x")])),
-            "command #0 has an empty name"
-        );
-        assert_eq!(
-            err(manifest("p", &[("open", "bacon(")])),
-            "command `open`: invalid pattern `bacon(`: unclosed group"
-        );
-    }
-
-    #[test]
-    fn versions_compare_by_generation() {
-        assert_eq!(generation("0.1.7"), "0.1.x");
-        assert_eq!(generation("2.3.4"), "2.x");
-        assert!(check_interface_version(INTERFACE_VERSION).is_ok());
-        assert!(matches!(
-            check_interface_version("0.999.0"),
-            Err(LoadErrorKind::InterfaceVersion { .. })
-        ));
-        assert_eq!(generation("garbage"), "garbage");
-    }
 
     #[test]
     fn dynamic_linker_errors_name_the_library_and_the_missing_symbol() {
@@ -775,12 +518,5 @@ mod tests {
             "not a loadable shared library: cannot dynamically load position-independent \
              executable"
         );
-    }
-
-    #[test]
-    fn patterns_are_anchored_at_the_start() {
-        let re = compile_pattern(r"bacon$").unwrap();
-        assert!(re.is_match("bacon"));
-        assert!(!re.is_match("nobacon"));
     }
 }
