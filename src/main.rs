@@ -132,10 +132,24 @@ struct RunArgs {
     #[arg(long, value_name = "NAME=SECS", value_parser = parse_plugin_deadline)]
     plugin_deadline: Vec<(String, Duration)>,
 
+    /// Calls one plugin may have in flight at once; more wait without
+    /// holding a worker (0: the worker count) [default: 0].
+    #[arg(long, value_name = "N")]
+    max_in_flight: Option<usize>,
+
+    /// A plugin's own limit of calls in flight, as NAME=N (repeatable).
+    #[arg(long, value_name = "NAME=N", value_parser = parse_plugin_limit)]
+    plugin_max_in_flight: Vec<(String, usize)>,
+
     /// Consecutive panics or timeouts after which a plugin is quarantined
     /// (0: never) [default: 3].
     #[arg(long, value_name = "N")]
     quarantine_after: Option<u32>,
+
+    /// Seconds a quarantine lasts before one trial call may end it; a failed
+    /// trial doubles it, up to an hour (0: until re-enabled) [default: 60].
+    #[arg(long, value_name = "SECS")]
+    quarantine_cooldown: Option<f64>,
 
     /// Seconds to finish accepted work at end of input or on SIGINT/SIGTERM
     /// before giving up on what is still stuck (a second interrupt exits at
@@ -268,6 +282,15 @@ fn repl(
     if let Some(n) = args.quarantine_after {
         engine.quarantine_after = n;
     }
+    if let Some(secs) = args.quarantine_cooldown {
+        engine.quarantine_cooldown = seconds("--quarantine-cooldown", secs)?;
+    }
+    if let Some(n) = args.max_in_flight {
+        engine.max_in_flight = n;
+    }
+    engine
+        .plugin_max_in_flight
+        .extend(args.plugin_max_in_flight);
     if let Some(secs) = args.grace_period {
         let grace = seconds("--grace-period", secs)?;
         engine.listen_grace = grace;
@@ -449,6 +472,16 @@ fn parse_plugin_deadline(value: &str) -> Result<(String, Duration), String> {
     let deadline = Duration::try_from_secs_f64(secs)
         .map_err(|_| format!("`{secs}` is not a non-negative number of seconds"))?;
     Ok((name.to_owned(), deadline))
+}
+
+fn parse_plugin_limit(value: &str) -> Result<(String, usize), String> {
+    let (name, n) = value
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=N, got `{value}`"))?;
+    let n: usize = n
+        .parse()
+        .map_err(|_| format!("`{n}` is not a number of calls"))?;
+    Ok((name.to_owned(), n))
 }
 
 fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {

@@ -9,6 +9,8 @@
 //! workers = 4
 //! command_deadline = 5.0           # seconds
 //! deadlines = { hangs = 0.5 }      # per plugin
+//! quarantine_cooldown = 60.0       # seconds
+//! plugin_max_in_flight = { hangs = 1 }
 //!
 //! [plugins.quote]                  # handed to that plugin's init as JSON
 //! max_quotes = 100
@@ -72,7 +74,15 @@ pub struct EngineSection {
     #[serde(default)]
     pub deadlines: BTreeMap<String, f64>,
     pub quarantine_after: Option<u32>,
+    /// Seconds (0: until reinstated).
+    pub quarantine_cooldown: Option<f64>,
     pub max_abandoned: Option<usize>,
+    pub max_in_flight: Option<usize>,
+    /// Per plugin name.
+    #[serde(default)]
+    pub plugin_max_in_flight: BTreeMap<String, usize>,
+    /// Seconds.
+    pub slow_call: Option<f64>,
     /// Seconds, for both `listen_grace` and `shutdown_grace`.
     pub grace_period: Option<f64>,
     pub when_full: Option<WhenFull>,
@@ -171,6 +181,8 @@ impl FileConfig {
         for (key, value) in [
             ("command_deadline", e.command_deadline),
             ("grace_period", e.grace_period),
+            ("quarantine_cooldown", e.quarantine_cooldown),
+            ("slow_call", e.slow_call),
         ] {
             if let Some(v) = value {
                 seconds(path, key, v)?;
@@ -196,12 +208,22 @@ impl FileConfig {
         set(&mut config.egress_capacity, e.egress_capacity);
         set(&mut config.max_pending, e.max_pending);
         set(&mut config.max_abandoned, e.max_abandoned);
+        set(&mut config.max_in_flight, e.max_in_flight);
+        config.plugin_max_in_flight.extend(
+            e.plugin_max_in_flight
+                .iter()
+                .map(|(name, n)| (name.clone(), *n)),
+        );
         // Validated by `parse`.
-        if let Some(d) = e
-            .command_deadline
-            .and_then(|v| Duration::try_from_secs_f64(v).ok())
-        {
+        let secs = |v: Option<f64>| v.and_then(|v| Duration::try_from_secs_f64(v).ok());
+        if let Some(d) = secs(e.command_deadline) {
             config.command_deadline = d;
+        }
+        if let Some(d) = secs(e.quarantine_cooldown) {
+            config.quarantine_cooldown = d;
+        }
+        if let Some(d) = secs(e.slow_call) {
+            config.slow_call = d;
         }
         if let Some(d) = e
             .grace_period
@@ -285,6 +307,10 @@ command_deadline = 2.5
 deadlines = { hangs = 0.25 }
 when_full = "reject"
 unmatched = "ignore"
+quarantine_cooldown = 30.0
+max_in_flight = 4
+plugin_max_in_flight = { hangs = 1 }
+slow_call = 0.05
 
 [plugins.quote]
 max_quotes = 10
@@ -307,6 +333,10 @@ server = "127.0.0.1"
         assert_eq!(engine.unmatched, Unmatched::Ignore);
         assert_eq!(engine.data_dir, Some(PathBuf::from("/etc/data")));
         assert_eq!(engine.admins, ["irc:nelsk"]);
+        assert_eq!(engine.quarantine_cooldown, Duration::from_secs(30));
+        assert_eq!(engine.max_in_flight, 4);
+        assert_eq!(engine.plugin_max_in_flight.get("hangs"), Some(&1));
+        assert_eq!(engine.slow_call, Duration::from_millis(50));
         assert_eq!(
             config.deadlines().collect::<Vec<_>>(),
             [("hangs", Duration::from_millis(250))]

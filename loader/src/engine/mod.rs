@@ -10,8 +10,13 @@
 //!   which calls its `send`.
 //! - **done** (unbounded by type, bounded by construction: at most one
 //!   message per batch in flight): workers -> router.
+//! - **resume** (unbounded by type, bounded the same way): batches that
+//!   waited for a plugin's call slot (`engine/bulkhead.rs`) or lost their
+//!   worker to a hung call -> the workers, which take them before new
+//!   batches.
 
 mod builtins;
+mod bulkhead;
 mod health;
 mod host;
 mod router;
@@ -27,7 +32,7 @@ pub use switches::Scope;
 use health::{Health, Outcome};
 pub use health::{PluginCounters, PluginState};
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -111,11 +116,31 @@ pub struct EngineConfig {
     /// Deadline of one command call, unless the plugin has its own
     /// ([`EngineBuilder::plugin_deadline`]).
     pub command_deadline: Duration,
+    /// Calls one plugin may have in flight at once (its bulkhead), unless
+    /// it has its own limit in `plugin_max_in_flight`; 0 means the worker
+    /// count. A command for a plugin at its limit waits in that plugin's
+    /// queue without holding a worker (up to the plugin's deadline, then it
+    /// is answered "busy"), so a hung plugin holds at most this many
+    /// threads. At most `max_pending` commands wait per plugin.
+    pub max_in_flight: usize,
+    /// Per-plugin limits of calls in flight, by plugin name (see
+    /// `max_in_flight`; [`EngineBuilder::plugin_max_in_flight`] adds one).
+    pub plugin_max_in_flight: BTreeMap<String, usize>,
+    /// A call running longer than this is *slow*: the engine adds a worker
+    /// in its place, so that `workers` threads stay free for other plugins'
+    /// users (the extra one retires when the call returns).
+    pub slow_call: Duration,
     /// Consecutive panics or timeouts after which a plugin is quarantined
     /// (0: never).
     pub quarantine_after: u32,
-    /// Worker threads that may be left stuck in plugin calls before the
-    /// engine stops replacing them (see the supervisor docs).
+    /// How long a quarantine lasts before one trial call may end it (a
+    /// failed trial doubles it, up to an hour); zero: until reinstated.
+    pub quarantine_cooldown: Duration,
+    /// Bounds the worker threads: at most `workers + max_abandoned` exist,
+    /// live or stuck in plugin calls past their deadline. Once
+    /// `max_abandoned` threads are stuck, a plugin that leaves one more is
+    /// quarantined whatever `quarantine_after` says (see the supervisor
+    /// docs).
     pub max_abandoned: usize,
     /// Where extensions keep state (each gets `<data_dir>/<plugins|adapters>/<name>`)
     /// and the engine its enable/disable switches (`<data_dir>/switches.json`).
@@ -138,7 +163,11 @@ impl Default for EngineConfig {
             unmatched: Unmatched::Ignore,
             when_full: WhenFull::Block,
             command_deadline: Duration::from_secs(5),
+            max_in_flight: 0,
+            plugin_max_in_flight: BTreeMap::new(),
+            slow_call: Duration::from_millis(100),
             quarantine_after: 3,
+            quarantine_cooldown: Duration::from_secs(60),
             max_abandoned: 16,
             data_dir: None,
             admins: Vec::new(),
@@ -153,6 +182,26 @@ impl EngineConfig {
         } else {
             thread::available_parallelism().map_or(2, |n| n.get())
         }
+    }
+
+    /// The limit of calls in flight of plugin `name`.
+    fn max_in_flight_of(&self, name: &str) -> usize {
+        match self.plugin_max_in_flight.get(name) {
+            Some(&n) if n > 0 => n,
+            _ if self.max_in_flight > 0 => self.max_in_flight,
+            _ => self.worker_count(),
+        }
+    }
+}
+
+/// `200 ms`, `5 s`, `2.5 s`: durations in replies and log lines.
+pub(crate) fn human(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
     }
 }
 
@@ -259,6 +308,15 @@ impl EngineBuilder {
     /// [`EngineConfig::command_deadline`].
     pub fn plugin_deadline(mut self, name: &str, deadline: Duration) -> Self {
         self.deadlines.insert(name.to_owned(), deadline);
+        self
+    }
+
+    /// Gives plugin `name` its own limit of calls in flight instead of
+    /// [`EngineConfig::max_in_flight`].
+    pub fn plugin_max_in_flight(mut self, name: &str, limit: usize) -> Self {
+        self.config
+            .plugin_max_in_flight
+            .insert(name.to_owned(), limit);
         self
     }
 
@@ -381,7 +439,7 @@ impl EngineBuilder {
                                 .iter()
                                 .map(|c| c.name.to_string())
                                 .collect(),
-                            obj,
+                            obj: obj.into(),
                             deadline: deadlines
                                 .get(&key.1)
                                 .copied()
@@ -619,6 +677,16 @@ impl Handle {
             .abandoned
             .load(std::sync::atomic::Ordering::Acquire)
     }
+
+    /// Worker threads in the pool now: the configured count, plus those
+    /// standing in for workers stuck in slow calls (abandoned threads are
+    /// not counted).
+    pub fn worker_threads(&self) -> usize {
+        self.shared
+            .pool
+            .live
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// One adapter's egress thread: delivers its replies, in order.
@@ -655,7 +723,12 @@ impl Egress {
                     }
                 }
             };
-            if self.health.record(outcome, self.quarantine_after) {
+            let breaker = health::Breaker {
+                quarantine_after: self.quarantine_after,
+                cooldown: None,
+            };
+            if let health::Transition::Quarantined(_) = self.health.record(outcome, &breaker, false)
+            {
                 log::error!(
                     "adapter `{}` quarantined after {} consecutive panics in send; its replies are dropped until it is reinstated",
                     self.name,
@@ -712,7 +785,7 @@ impl Engine {
 
     fn spawn(
         config: EngineConfig,
-        plugins: Vec<LivePlugin>,
+        mut plugins: Vec<LivePlugin>,
         routes: Routes,
         adapters: Vec<(AdapterManifest, AdapterBox)>,
         report: LoadReport,
@@ -720,6 +793,16 @@ impl Engine {
         let (ingress_tx, ingress_rx) = bounded::<Inbound>(config.ingress_capacity.max(1));
         let (execution_tx, execution_rx) = bounded(config.execution_capacity.max(1));
         let (done_tx, done_rx) = unbounded();
+        // Unbounded by type, bounded by construction: at most one
+        // continuation per batch in flight.
+        let (resume_tx, resume_rx) = unbounded();
+        for plugin in &mut plugins {
+            let limit = config.max_in_flight_of(&plugin.name);
+            plugin
+                .obj
+                .configure(limit, config.max_pending, resume_tx.clone());
+        }
+        drop(resume_tx);
         let (pipeline_done_tx, pipeline_done) = bounded::<()>(0);
         let adapter_names: Vec<String> = adapters.iter().map(|(m, _)| m.name.to_string()).collect();
         let min_deadline = plugins
@@ -769,8 +852,18 @@ impl Engine {
                 .map(|n| RString::from(n.as_str()))
                 .collect(),
             unmatched: config.unmatched,
-            quarantine_after: config.quarantine_after,
+            breaker: health::Breaker {
+                quarantine_after: config.quarantine_after,
+                cooldown: (!config.quarantine_cooldown.is_zero())
+                    .then_some(config.quarantine_cooldown),
+            },
             abandoned: AtomicUsize::new(0),
+            pool: worker::Pool {
+                target: config.worker_count(),
+                live: AtomicUsize::new(config.worker_count()),
+                ..worker::Pool::default()
+            },
+            slow_call: config.slow_call,
             switches: Switches::load(config.data_dir.as_deref()).map_err(EngineError::Switches)?,
             admins: config.admins.clone(),
         });
@@ -786,6 +879,7 @@ impl Engine {
             let worker = Worker {
                 shared: Arc::clone(&shared),
                 execution: execution_rx.clone(),
+                resume: resume_rx.clone(),
                 slot: Arc::clone(&slot),
                 matched: Default::default(),
             };
@@ -803,13 +897,18 @@ impl Engine {
         let supervisor = Supervisor {
             shared: Arc::clone(&shared),
             execution: execution_rx,
+            resume: resume_rx,
             control: control_rx,
             workers,
-            // Fine enough to answer a hung command near its deadline,
-            // coarse enough to cost nothing.
-            tick: (min_deadline / 20).clamp(Duration::from_millis(5), Duration::from_millis(100)),
+            // Fine enough to answer a hung command near its deadline and to
+            // add a worker soon after a call turns slow, coarse enough to
+            // cost nothing.
+            tick: (min_deadline / 20)
+                .min(config.slow_call / 4)
+                .clamp(Duration::from_millis(5), Duration::from_millis(100)),
             max_abandoned: config.max_abandoned,
             spawned: 0,
+            short: false,
         };
         let supervisor = spawn("supervisor".to_owned(), move || supervisor.run())?;
 
