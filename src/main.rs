@@ -151,6 +151,16 @@ struct RunArgs {
     #[arg(long, value_name = "SECS")]
     quarantine_cooldown: Option<f64>,
 
+    /// Longest plugin reply, in bytes; longer ones are cut, saying so
+    /// (0: no limit) [default: 16384].
+    #[arg(long, value_name = "BYTES")]
+    max_reply_bytes: Option<usize>,
+
+    /// Most lines of a plugin reply; longer ones are cut, saying so
+    /// (0: no limit) [default: 50].
+    #[arg(long, value_name = "N")]
+    max_reply_lines: Option<usize>,
+
     /// Seconds to finish accepted work at end of input or on SIGINT/SIGTERM
     /// before giving up on what is still stuck (a second interrupt exits at
     /// once) [default: 10].
@@ -291,6 +301,12 @@ fn repl(
     engine
         .plugin_max_in_flight
         .extend(args.plugin_max_in_flight);
+    if let Some(n) = args.max_reply_bytes {
+        engine.max_reply_bytes = n;
+    }
+    if let Some(n) = args.max_reply_lines {
+        engine.max_reply_lines = n;
+    }
     if let Some(secs) = args.grace_period {
         let grace = seconds("--grace-period", secs)?;
         engine.listen_grace = grace;

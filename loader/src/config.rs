@@ -11,6 +11,7 @@
 //! deadlines = { hangs = 0.5 }      # per plugin
 //! quarantine_cooldown = 60.0       # seconds
 //! plugin_max_in_flight = { hangs = 1 }
+//! max_reply_bytes = 16384
 //!
 //! [plugins.quote]                  # handed to that plugin's init as JSON
 //! max_quotes = 100
@@ -83,6 +84,8 @@ pub struct EngineSection {
     pub plugin_max_in_flight: BTreeMap<String, usize>,
     /// Seconds.
     pub slow_call: Option<f64>,
+    pub max_reply_bytes: Option<usize>,
+    pub max_reply_lines: Option<usize>,
     /// Seconds, for both `listen_grace` and `shutdown_grace`.
     pub grace_period: Option<f64>,
     pub when_full: Option<WhenFull>,
@@ -209,6 +212,8 @@ impl FileConfig {
         set(&mut config.max_pending, e.max_pending);
         set(&mut config.max_abandoned, e.max_abandoned);
         set(&mut config.max_in_flight, e.max_in_flight);
+        set(&mut config.max_reply_bytes, e.max_reply_bytes);
+        set(&mut config.max_reply_lines, e.max_reply_lines);
         config.plugin_max_in_flight.extend(
             e.plugin_max_in_flight
                 .iter()
@@ -311,6 +316,8 @@ quarantine_cooldown = 30.0
 max_in_flight = 4
 plugin_max_in_flight = { hangs = 1 }
 slow_call = 0.05
+max_reply_bytes = 1000
+max_reply_lines = 10
 
 [plugins.quote]
 max_quotes = 10
@@ -337,6 +344,7 @@ server = "127.0.0.1"
         assert_eq!(engine.max_in_flight, 4);
         assert_eq!(engine.plugin_max_in_flight.get("hangs"), Some(&1));
         assert_eq!(engine.slow_call, Duration::from_millis(50));
+        assert_eq!((engine.max_reply_bytes, engine.max_reply_lines), (1000, 10));
         assert_eq!(
             config.deadlines().collect::<Vec<_>>(),
             [("hangs", Duration::from_millis(250))]

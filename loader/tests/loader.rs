@@ -1420,4 +1420,43 @@ mod hostile {
         drop(feed);
         assert!(engine.shutdown());
     }
+
+    /// Issue 9, item 8 (engine part): a 10 MB reply became 5,243 messages.
+    /// Replies are now cut, visibly, at a line and a character boundary.
+    #[test]
+    fn huge_replies_are_cut_and_say_so() {
+        let defaults = EngineConfig::default();
+        assert_eq!(
+            (defaults.max_reply_bytes, defaults.max_reply_lines),
+            (16384, 50)
+        );
+        let _control = wire::<5>();
+        let (engine, feed, replies) = start(
+            Engine::builder(EngineConfig {
+                max_reply_bytes: 64,
+                max_reply_lines: 3,
+                ..EngineConfig::default()
+            })
+            .library(&lib("plugboard_discord"))
+            .plugin::<Gate<5>>(),
+        );
+        feed.say("ann", "!big 10485760");
+        feed.say("ann", "!big 64");
+        feed.say("ann", "!lines 10");
+        feed.say("ann", "!lines 3");
+        feed.say("ann", "!accents");
+        let x64 = "x".repeat(64);
+        assert_eq!(
+            replies.wait_for(5),
+            [
+                format!("{x64} [… reply truncated: 10485760 bytes, 64 shown]"),
+                x64.clone(),
+                "line 1\nline 2\nline 3 [… reply truncated: 10 lines, 3 shown]".to_owned(),
+                "line 1\nline 2\nline 3".to_owned(),
+                format!("{} [… reply truncated: 80 bytes, 64 shown]", "é".repeat(32)),
+            ]
+        );
+        drop(feed);
+        assert!(engine.shutdown());
+    }
 }

@@ -142,6 +142,12 @@ pub struct EngineConfig {
     /// quarantined whatever `quarantine_after` says (see the supervisor
     /// docs).
     pub max_abandoned: usize,
+    /// Longest reply, in bytes, a plugin may send (0: no limit); longer
+    /// replies are cut at a character boundary, with a note saying so.
+    pub max_reply_bytes: usize,
+    /// Most lines a plugin reply may have (0: no limit); longer replies are
+    /// cut after that line, with a note saying so.
+    pub max_reply_lines: usize,
     /// Where extensions keep state (each gets `<data_dir>/<plugins|adapters>/<name>`)
     /// and the engine its enable/disable switches (`<data_dir>/switches.json`).
     /// `None`: nothing persists.
@@ -169,6 +175,8 @@ impl Default for EngineConfig {
             quarantine_after: 3,
             quarantine_cooldown: Duration::from_secs(60),
             max_abandoned: 16,
+            max_reply_bytes: 16 * 1024,
+            max_reply_lines: 50,
             data_dir: None,
             admins: Vec::new(),
         }
@@ -864,6 +872,8 @@ impl Engine {
                 ..worker::Pool::default()
             },
             slow_call: config.slow_call,
+            max_reply_bytes: config.max_reply_bytes,
+            max_reply_lines: config.max_reply_lines,
             switches: Switches::load(config.data_dir.as_deref()).map_err(EngineError::Switches)?,
             admins: config.admins.clone(),
         });

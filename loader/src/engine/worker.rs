@@ -104,6 +104,9 @@ pub(crate) struct Shared {
     pub pool: Pool,
     /// A call running longer than this gets a worker added in its place.
     pub slow_call: Duration,
+    /// Replies are cut to these (0: no limit).
+    pub max_reply_bytes: usize,
+    pub max_reply_lines: usize,
     pub switches: Switches,
     pub admins: Vec<String>,
 }
@@ -239,6 +242,42 @@ fn command_text(message: &Inbound) -> &str {
     content
         .strip_prefix(plugboard_interface::COMMAND_PREFIX)
         .unwrap_or(content)
+}
+
+/// Cuts a reply to at most `max_lines` lines and `max_bytes` bytes (0: no
+/// limit), at a line and a UTF-8 boundary, and says so at its end. `None`
+/// if it fits.
+pub(crate) fn cap_reply(text: &str, max_bytes: usize, max_lines: usize) -> Option<String> {
+    // Cheap rejection first: more than `max_lines` lines need at least
+    // `max_lines` bytes.
+    let line_cut = if max_lines > 0 && text.len() > max_lines {
+        text.match_indices('\n')
+            .nth(max_lines - 1)
+            .map(|(i, _)| i)
+            // A final newline does not start another line.
+            .filter(|&i| i + 1 < text.len())
+    } else {
+        None
+    };
+    let kept = line_cut.unwrap_or(text.len());
+    if max_bytes == 0 || kept <= max_bytes {
+        let cut = line_cut?;
+        let lines = text.trim_end_matches('\n').split('\n').count();
+        return Some(format!(
+            "{} [… reply truncated: {lines} lines, {max_lines} shown]",
+            &text[..cut]
+        ));
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let shown = &text[..end];
+    let sep = if shown.is_empty() { "" } else { " " };
+    Some(format!(
+        "{shown}{sep}[… reply truncated: {} bytes, {end} shown]",
+        text.len()
+    ))
 }
 
 /// Where a call went.
@@ -631,6 +670,21 @@ impl Worker {
             &plugin.name,
             &shared.breaker,
         );
+        let reply = reply.map(|text| {
+            match cap_reply(&text, shared.max_reply_bytes, shared.max_reply_lines) {
+                None => text,
+                Some(cut) => {
+                    log::debug!(
+                        "plugin `{}` command `{command}` replied {} bytes in {} lines; cut to {} bytes",
+                        plugin.name,
+                        text.len(),
+                        text.lines().count(),
+                        cut.len()
+                    );
+                    cut.into()
+                }
+            }
+        });
         Ok(Flow::Reply(message, reply))
     }
 }
@@ -648,5 +702,43 @@ fn error_reply(plugin: &str, command: &str, identity: &str, err: ExtError) -> RS
             log::warn!("plugin `{plugin}` command `{command}` failed (from {identity}): {other}");
             format!("`{plugin}` failed: {}", other.message()).into()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cap_reply;
+
+    #[test]
+    fn replies_are_cut_at_line_and_character_boundaries_and_say_so() {
+        assert_eq!(cap_reply("short", 16, 2), None);
+        assert_eq!(
+            cap_reply("a\nb\n", 16, 2),
+            None,
+            "a final newline is no line"
+        );
+        assert_eq!(
+            cap_reply("a\nb\nc\nd", 0, 2).as_deref(),
+            Some("a\nb [… reply truncated: 4 lines, 2 shown]")
+        );
+        assert_eq!(
+            cap_reply(&"x".repeat(100), 10, 0).as_deref(),
+            Some("xxxxxxxxxx [… reply truncated: 100 bytes, 10 shown]")
+        );
+        // `é` is two bytes: a cut in its middle moves back before it.
+        assert_eq!(
+            cap_reply("aéé", 2, 0).as_deref(),
+            Some("a [… reply truncated: 5 bytes, 1 shown]")
+        );
+        assert_eq!(
+            cap_reply("éé", 1, 0).as_deref(),
+            Some("[… reply truncated: 4 bytes, 0 shown]")
+        );
+        // Both limits: the lines first, then the bytes of what is left.
+        assert_eq!(
+            cap_reply("aaaa\nbbbb\ncccc", 7, 2).as_deref(),
+            Some("aaaa\nbb [… reply truncated: 14 bytes, 7 shown]")
+        );
+        assert_eq!(cap_reply(&"y".repeat(1000), 0, 0), None, "0: no limits");
     }
 }
