@@ -426,8 +426,19 @@ fn a_burst_gets_exactly_one_reply_or_error_per_command() {
 }
 
 mod signals {
-    use std::io::{BufRead, BufReader, Write};
-    use std::process::{Command, Stdio};
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::{Child, Command, ExitStatus, Stdio};
+    use std::time::Duration;
+
+    /// Waits for `child` to exit; fails the test if it has not within a
+    /// minute (a guard against a hung process, not a timing assertion).
+    fn exit_status(mut child: Child) -> ExitStatus {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(child.wait()));
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("plugboard did not exit after the interrupt")
+            .unwrap()
+    }
 
     fn signal(pid: u32, sig: &str) {
         let status = Command::new("kill")
@@ -476,6 +487,35 @@ mod signals {
         assert!(
             stderr.contains("plugboard: interrupted; finishing accepted commands"),
             "{stderr}"
+        );
+        drop(stdin);
+    }
+
+    /// Issue 9, item 4, on SIGTERM: a plugin whose `Drop` never returns
+    /// cannot hold the exit past the grace period.
+    #[test]
+    fn sigterm_exits_within_the_grace_despite_a_destructor_that_never_returns() {
+        let dir = super::load_path_with(&["plugboard_fixture_drop_hangs"]);
+        let mut child = super::plugboard()
+            .args(["-L", dir.0.to_str().unwrap(), "--grace-period", "1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        wait_line(&mut stderr, "ready:");
+        signal(child.id(), "-TERM");
+        let status = exit_status(child);
+        assert!(status.success(), "{status:?}");
+        let mut rest = String::new();
+        stderr.read_to_string(&mut rest).unwrap();
+        assert!(
+            rest.contains(
+                "plugin `drop-hangs` did not finish dropping within the 1 s shutdown grace"
+            ),
+            "{rest}"
         );
         drop(stdin);
     }
@@ -534,6 +574,30 @@ fn a_per_plugin_deadline_answers_a_hung_command_and_the_session_ends() {
     assert_eq!(
         stdout[1],
         "[irc] gives after a strip of delicious bacon as a gift from irc-user"
+    );
+}
+
+/// Issue 9, item 4: a plugin whose `Drop` never returns cannot hold the
+/// exit at end of input past the grace period.
+#[test]
+fn a_destructor_that_never_returns_cannot_hold_the_exit() {
+    let dir = load_path_with(&["plugboard_fixture_drop_hangs"]);
+    let out = run(
+        &["-L", dir.0.to_str().unwrap(), "--grace-period", "1"],
+        &[],
+        b"irc !linger\n".to_vec(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(lines(&out.stdout), ["[irc] still here"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .contains("plugin `drop-hangs` did not finish dropping within the 1 s shutdown grace"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("plugboard: grace period over; abandoned work that was still stuck"),
+        "{stderr}"
     );
 }
 

@@ -1459,4 +1459,31 @@ mod hostile {
         drop(feed);
         assert!(engine.shutdown());
     }
+
+    /// Issue 9, item 4: a plugin whose `Drop` never returns held exit
+    /// forever. Shutdown now drops extensions on threads of their own and
+    /// abandons a destructor still running at the end of the grace.
+    #[test]
+    fn a_destructor_that_never_returns_cannot_hold_shutdown() {
+        let engine = Engine::builder(EngineConfig {
+            shutdown_grace: Duration::from_millis(300),
+            ..EngineConfig::default()
+        })
+        .library(&lib("plugboard_fixture_drop_hangs"))
+        .library(&lib("plugboard_bacon"))
+        .start()
+        .unwrap();
+        assert!(engine.report().failures.is_empty());
+        assert!(
+            !engine.shutdown(),
+            "not a clean shutdown: a destructor was abandoned"
+        );
+        assert!(logged(
+            "plugin `drop-hangs` did not finish dropping within the 300 ms shutdown grace; abandoning its thread"
+        ));
+        assert!(
+            !logged("plugin `bacon` did not finish dropping"),
+            "the others were dropped"
+        );
+    }
 }

@@ -17,15 +17,20 @@
 //! [supervisor](super::supervisor) when they outlive the plugin's deadline,
 //! or at once when the plugin is quarantined or disabled.
 //!
-//! The bulkhead also owns the plugin object: a permit is what entitles a
-//! thread to call it.
+//! The bulkhead also **owns the plugin object**: a permit is what entitles
+//! a thread to call it. At shutdown the engine closes the bulkhead (which
+//! only succeeds when no call is in flight) and takes the object out to drop
+//! it on a thread of its own, bounded by the shutdown grace; an object with
+//! a call still in flight (a thread stuck in it) is never freed.
 //!
 //! Cost on the hot path: one load and one CAS to acquire, one `fetch_sub`
 //! and one load to release; the queue's mutex is only taken when someone
 //! waits.
 
+use std::cell::UnsafeCell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::mem::ManuallyDrop;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::SeqCst};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -66,6 +71,15 @@ impl Continuation {
     }
 }
 
+/// `in_flight` once the bulkhead is closed: above any limit, so no permit
+/// can be acquired any more.
+const CLOSED: usize = usize::MAX / 2 + 1;
+
+/// What happens to the plugin object when the bulkhead is dropped.
+const LIVE: u8 = 0;
+const TAKEN: u8 = 1;
+const LEAK: u8 = 2;
+
 pub(crate) struct Bulkhead {
     in_flight: AtomicUsize,
     waiting: AtomicUsize,
@@ -73,8 +87,16 @@ pub(crate) struct Bulkhead {
     max_waiting: usize,
     queue: Mutex<VecDeque<Continuation>>,
     resume: Option<Sender<Continuation>>,
-    object: PluginBox,
+    object: UnsafeCell<ManuallyDrop<PluginBox>>,
+    fate: AtomicU8,
 }
+
+// SAFETY: the only field that is not `Sync` is the `UnsafeCell` around the
+// plugin object (itself `Send + Sync`). Shared access to it (`&PluginBox`)
+// happens only through a `Permit`; the one exclusive access (`take`) happens
+// only after `in_flight` went from 0 to `CLOSED`, when no permit exists and
+// none can be acquired (acquiring needs `in_flight < limit < CLOSED`).
+unsafe impl Sync for Bulkhead {}
 
 impl From<PluginBox> for Bulkhead {
     fn from(object: PluginBox) -> Self {
@@ -85,7 +107,8 @@ impl From<PluginBox> for Bulkhead {
             max_waiting: 1,
             queue: Mutex::new(VecDeque::new()),
             resume: None,
-            object,
+            object: UnsafeCell::new(ManuallyDrop::new(object)),
+            fate: AtomicU8::new(LIVE),
         }
     }
 }
@@ -98,7 +121,10 @@ pub(crate) struct Permit<'a> {
 
 impl Permit<'_> {
     pub fn plugin(&self) -> &PluginBox {
-        &self.bulkhead.object
+        // SAFETY: a permit is held, so `in_flight > 0` and the bulkhead
+        // cannot be closed (nor the object taken) until it is released,
+        // which needs this permit to be dropped, ending the borrow.
+        unsafe { &*self.bulkhead.object.get() }
     }
 }
 
@@ -121,13 +147,21 @@ pub(crate) enum Parked<'a> {
 impl Bulkhead {
     /// Sets the limits and the channel resumed continuations go to.
     pub fn configure(&mut self, limit: usize, max_waiting: usize, resume: Sender<Continuation>) {
-        self.limit = limit.max(1);
+        self.limit = limit.clamp(1, CLOSED - 1);
         self.max_waiting = max_waiting.max(1);
         self.resume = Some(resume);
     }
 
     pub fn limit(&self) -> usize {
         self.limit
+    }
+
+    /// Calls in flight now (including calls stuck past their deadline).
+    pub fn in_flight(&self) -> usize {
+        match self.in_flight.load(SeqCst) {
+            n if n >= CLOSED => 0,
+            n => n,
+        }
     }
 
     /// Continuations waiting for a permit.
@@ -235,9 +269,41 @@ impl Bulkhead {
         }
     }
 
+    /// Closes the bulkhead and takes the plugin object out, if no call is in
+    /// flight. Otherwise the object is left where it is, and never dropped:
+    /// a thread is still inside it.
+    pub fn take(&self) -> Option<PluginBox> {
+        if self
+            .in_flight
+            .compare_exchange(0, CLOSED, SeqCst, SeqCst)
+            .is_err()
+        {
+            self.fate.store(LEAK, SeqCst);
+            return None;
+        }
+        if self.fate.swap(TAKEN, SeqCst) != LIVE {
+            return None;
+        }
+        // SAFETY: `in_flight` went from 0 to CLOSED: no permit is held and
+        // none can be acquired any more, so nothing else can reach the
+        // object; `fate` makes sure it is taken once, and that `Drop` leaves
+        // it alone.
+        Some(unsafe { ManuallyDrop::take(&mut *self.object.get()) })
+    }
+
     fn lock(&self) -> MutexGuard<'_, VecDeque<Continuation>> {
         // Nothing panics while holding this lock (pushes, pops, sends on an
         // unbounded channel).
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for Bulkhead {
+    fn drop(&mut self) {
+        if *self.fate.get_mut() == LIVE {
+            // SAFETY: `&mut self`: no permit borrows the bulkhead any more,
+            // and the object was never taken.
+            unsafe { ManuallyDrop::drop(self.object.get_mut()) }
+        }
     }
 }

@@ -100,11 +100,14 @@ pub struct EngineConfig {
     /// Commands that may wait behind busy conversations (the router's
     /// backlog); see `when_full` for what happens past it.
     pub max_pending: usize,
-    /// How long shutdown waits for adapters' `listen` to return.
+    /// How long shutdown waits for adapters' `listen` to return (within
+    /// `shutdown_grace`).
     pub listen_grace: Duration,
-    /// How long shutdown waits for the pipeline to drain once intake is
-    /// closed; threads still busy after it (an adapter stuck in `send`) are
-    /// abandoned with a log line.
+    /// The longest a shutdown takes: waiting for `listen` to return, for the
+    /// pipeline to drain and for the extensions' destructors all end this
+    /// long after it began. Whatever is still busy then (an adapter stuck in
+    /// `send`, a plugin stuck in a call or in its `Drop`) is abandoned with
+    /// a log line.
     pub shutdown_grace: Duration,
     /// What to do with unmatched commands.
     pub unmatched: Unmatched,
@@ -1032,16 +1035,19 @@ impl Engine {
             return true;
         }
         let mut clean = true;
+        // Every wait below ends by this.
+        let started = Instant::now();
+        let deadline = started + self.config.shutdown_grace;
         // 1. Stop listening.
         for adapter in &self.adapters {
             if let Err(e) = adapter.obj.stop().into_result() {
                 log::error!("adapter `{}` failed to stop: {e}", adapter.name);
             }
         }
-        let deadline = Instant::now() + self.config.listen_grace;
+        let listen_deadline = (started + self.config.listen_grace).min(deadline);
         let returned = &mut self.returned;
         while returned.iter().any(|r| !r) {
-            match self.listeners_done.recv_deadline(deadline) {
+            match self.listeners_done.recv_deadline(listen_deadline) {
                 Ok(index) => returned[index] = true,
                 Err(_) => break,
             }
@@ -1056,7 +1062,7 @@ impl Engine {
                 log::warn!(
                     "adapter `{}` did not return from listen within {:?} of stop; abandoning its listener thread",
                     self.adapters[index].name,
-                    self.config.listen_grace
+                    listen_deadline - started
                 );
             }
         }
@@ -1067,7 +1073,6 @@ impl Engine {
         self.handle_gate.close();
         // 3-5. The pipeline drains stage by stage: wait for the router and
         // the egress threads (which end after every worker), within the grace.
-        let deadline = Instant::now() + self.config.shutdown_grace;
         let drained = loop {
             match self.pipeline_done.recv_deadline(deadline) {
                 // Never sent: each thread signals by dropping its sender.
@@ -1100,7 +1105,90 @@ impl Engine {
                 busy.join(", ")
             );
         }
-        // 6. Adapters and plugins drop with `self`.
+        // 6. Drop the extensions, each on a thread of its own, within what
+        // is left of the grace: a destructor that never returns must not
+        // hold the process.
+        clean &= self.drop_extensions(deadline);
+        clean
+    }
+
+    /// Drops every plugin and adapter instance on threads of their own and
+    /// waits for them until `deadline`; the ones still dropping then are
+    /// abandoned with a log line. A plugin with a call still in flight (a
+    /// thread stuck in it) is not dropped at all. Returns whether every
+    /// extension that could be dropped was dropped in time.
+    fn drop_extensions(&mut self, deadline: Instant) -> bool {
+        let mut clean = true;
+        let mut doomed: Vec<(String, Box<dyn Send>)> = Vec::new();
+        for plugin in &self.handle.shared.plugins {
+            match plugin.obj.take() {
+                Some(obj) => doomed.push((format!("plugin `{}`", plugin.name), Box::new(obj))),
+                None => {
+                    // Not a failure of the shutdown: its stuck thread was
+                    // abandoned (and reported) already.
+                    log::warn!(
+                        "plugin `{}` is not dropped: a thread is still inside it ({} calls in flight)",
+                        plugin.name,
+                        plugin.obj.in_flight()
+                    );
+                }
+            }
+        }
+        for adapter in self.adapters.drain(..) {
+            // The last reference, unless a listener thread was abandoned.
+            doomed.push((format!("adapter `{}`", adapter.name), Box::new(adapter.obj)));
+        }
+        let (done_tx, done_rx) = unbounded::<usize>();
+        let mut pending = vec![false; doomed.len()];
+        let mut names = Vec::with_capacity(doomed.len());
+        for (index, (name, obj)) in doomed.into_iter().enumerate() {
+            let done = done_tx.clone();
+            // Handed over once the thread exists: if it cannot be spawned,
+            // the object must not be dropped here instead.
+            let (hand_tx, hand_rx) = bounded::<Box<dyn Send>>(1);
+            let spawned = thread::Builder::new()
+                .name(format!("drop-{index}"))
+                .spawn(move || {
+                    if let Ok(obj) = hand_rx.recv() {
+                        drop(obj);
+                        let _ = done.send(index);
+                    }
+                });
+            match spawned {
+                Ok(_) => {
+                    // The thread holds the receiver until it has the object.
+                    let _ = hand_tx.send(obj);
+                    pending[index] = true;
+                }
+                Err(e) => {
+                    clean = false;
+                    log::error!("{name} is not dropped (it is leaked): cannot spawn a thread: {e}");
+                    std::mem::forget(obj);
+                }
+            }
+            names.push(name);
+        }
+        drop(done_tx);
+        if pending.iter().any(|p| *p) && Instant::now() >= deadline {
+            log::warn!(
+                "the {} shutdown grace is over: extensions are dropped in the background, not waited for",
+                human(self.config.shutdown_grace)
+            );
+            return false;
+        }
+        while pending.iter().any(|p| *p) {
+            match done_rx.recv_deadline(deadline) {
+                Ok(index) => pending[index] = false,
+                Err(_) => break,
+            }
+        }
+        for (name, _) in names.iter().zip(&pending).filter(|(_, p)| **p) {
+            clean = false;
+            log::warn!(
+                "{name} did not finish dropping within the {} shutdown grace; abandoning its thread",
+                human(self.config.shutdown_grace)
+            );
+        }
         clean
     }
 }
