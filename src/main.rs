@@ -339,7 +339,8 @@ fn repl(
     if io::stdin().is_terminal() {
         eprintln!("plugboard {}", version());
     }
-    let input = plugboard_demo::input::Input::spawn(io::stdin(), Some(interrupts()?))
+    let interrupted = plugboard_demo::interrupted_line(options.engine.shutdown_grace);
+    let input = plugboard_demo::input::Input::spawn(io::stdin(), Some(interrupts(interrupted)?))
         .context("starting the stdin reader")?;
     let summary = match plugboard_demo::run(&options, input, io::stdout(), io::stderr()) {
         Err(plugboard_demo::Error::Strict(n)) => {
@@ -453,21 +454,25 @@ fn load_path(flags: &[PathBuf], file: &FileConfig) -> anyhow::Result<LoadPath> {
     Ok(LoadPath::new([dir]))
 }
 
-/// SIGINT/SIGTERM: the first one asks for a graceful stop (through the
-/// returned channel); a second one exits at once with status 130.
-fn interrupts() -> anyhow::Result<crossbeam_channel::Receiver<()>> {
+/// SIGINT/SIGTERM: the first one prints `announce` at once (whatever the
+/// REPL is waiting for) and asks for a graceful stop by disconnecting the
+/// returned channel, which every wait of the REPL watches; a second one
+/// exits at once with status 130.
+fn interrupts(announce: String) -> anyhow::Result<crossbeam_channel::Receiver<()>> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .context("installing signal handlers")?;
-    let (tx, rx) = crossbeam_channel::bounded(1);
+    let (tx, rx) = crossbeam_channel::bounded::<()>(1);
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
+            let mut tx = Some(tx);
             let mut seen = 0;
             for _ in signals.forever() {
                 seen += 1;
                 if seen == 1 {
-                    let _ = tx.try_send(());
+                    eprintln!("{announce}");
+                    drop(tx.take());
                 } else {
                     eprintln!("plugboard: interrupted again; exiting now");
                     std::process::exit(130);

@@ -485,10 +485,74 @@ mod signals {
         let mut stderr = String::new();
         std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
         assert!(
-            stderr.contains("plugboard: interrupted; finishing accepted commands"),
+            stderr.contains(
+                "plugboard: interrupted: finishing accepted commands (up to 10 s; interrupt again to quit now)"
+            ),
             "{stderr}"
         );
         drop(stdin);
+    }
+
+    /// Issue 9, item 5: the first interrupt is announced at once, even
+    /// while the REPL is waiting to hand a line to a full engine (a user's
+    /// backlog behind a hung command), and the grace period bounds the rest.
+    #[test]
+    fn the_first_interrupt_is_announced_at_once_and_the_grace_bounds_the_rest() {
+        let dir = super::load_path_with(&["plugboard_fixture_hangs"]);
+        let mut child = super::plugboard()
+            .args([
+                "-L",
+                dir.0.to_str().unwrap(),
+                "--command-deadline",
+                "600",
+                "--grace-period",
+                "1",
+                "--channel-capacity",
+                "1",
+            ])
+            .env("RUST_LOG", "plugboard_demo=debug")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        wait_line(&mut stderr, "ready:");
+        // One hung command, then more of the same user's commands than the
+        // engine holds (a 4096-command backlog, queues of 1). stdin stays
+        // open: only the signal ends this session.
+        let writer = std::thread::spawn(move || {
+            let mut input = String::from("irc !hang\n");
+            for _ in 0..6000 {
+                input.push_str("irc !bacon\n");
+            }
+            stdin.write_all(input.as_bytes()).unwrap();
+            stdin
+        });
+        // The REPL says (at debug level) when it starts waiting for room.
+        wait_line(
+            &mut stderr,
+            "the engine is full; waiting to hand the line over",
+        );
+        signal(child.id(), "-TERM");
+        wait_line(
+            &mut stderr,
+            "plugboard: interrupted: finishing accepted commands (up to 1 s; interrupt again to quit now)",
+        );
+        let status = exit_status(child);
+        assert!(status.success(), "{status:?}");
+        drop(writer.join().unwrap());
+        let mut rest = String::new();
+        stderr.read_to_string(&mut rest).unwrap();
+        assert!(
+            rest.contains("not delivered: interrupted while the engine was full"),
+            "{rest}"
+        );
+        assert!(
+            rest.contains("plugboard: grace period over; abandoned work that was still stuck"),
+            "{rest}"
+        );
     }
 
     /// Issue 9, item 4, on SIGTERM: a plugin whose `Drop` never returns
@@ -511,6 +575,10 @@ mod signals {
         assert!(status.success(), "{status:?}");
         let mut rest = String::new();
         stderr.read_to_string(&mut rest).unwrap();
+        assert!(
+            rest.contains("plugboard: interrupted: finishing accepted commands (up to 1 s;"),
+            "{rest}"
+        );
         assert!(
             rest.contains(
                 "plugin `drop-hangs` did not finish dropping within the 1 s shutdown grace"
@@ -545,7 +613,10 @@ mod signals {
         stdin.flush().unwrap();
         signal(child.id(), "-INT");
         // The first interrupt waits for the hung command (for up to 600 s)...
-        wait_line(&mut stderr, "interrupted; finishing accepted commands");
+        wait_line(
+            &mut stderr,
+            "interrupted: finishing accepted commands (up to 600 s;",
+        );
         // ...the second one does not.
         signal(child.id(), "-INT");
         let status = child.wait().unwrap();
