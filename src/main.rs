@@ -148,10 +148,34 @@ struct RunArgs {
     #[arg(long, value_name = "NAME=SECS", value_parser = parse_plugin_deadline)]
     plugin_deadline: Vec<(String, Duration)>,
 
+    /// Calls one plugin may have in flight at once; more wait without
+    /// holding a worker (0: the worker count) [default: 0].
+    #[arg(long, value_name = "N")]
+    max_in_flight: Option<usize>,
+
+    /// A plugin's own limit of calls in flight, as NAME=N (repeatable).
+    #[arg(long, value_name = "NAME=N", value_parser = parse_plugin_limit)]
+    plugin_max_in_flight: Vec<(String, usize)>,
+
     /// Consecutive panics or timeouts after which a plugin is quarantined
     /// (0: never) [default: 3].
     #[arg(long, value_name = "N")]
     quarantine_after: Option<u32>,
+
+    /// Seconds a quarantine lasts before one trial call may end it; a failed
+    /// trial doubles it, up to an hour (0: until re-enabled) [default: 60].
+    #[arg(long, value_name = "SECS")]
+    quarantine_cooldown: Option<f64>,
+
+    /// Longest plugin reply, in bytes; longer ones are cut, saying so
+    /// (0: no limit) [default: 16384].
+    #[arg(long, value_name = "BYTES")]
+    max_reply_bytes: Option<usize>,
+
+    /// Most lines of a plugin reply; longer ones are cut, saying so
+    /// (0: no limit) [default: 50].
+    #[arg(long, value_name = "N")]
+    max_reply_lines: Option<usize>,
 
     /// Seconds to finish accepted work at end of input or on SIGINT/SIGTERM
     /// before giving up on what is still stuck (a second interrupt exits at
@@ -325,6 +349,21 @@ fn repl(
     if let Some(n) = args.quarantine_after {
         engine.quarantine_after = n;
     }
+    if let Some(secs) = args.quarantine_cooldown {
+        engine.quarantine_cooldown = seconds("--quarantine-cooldown", secs)?;
+    }
+    if let Some(n) = args.max_in_flight {
+        engine.max_in_flight = n;
+    }
+    engine
+        .plugin_max_in_flight
+        .extend(args.plugin_max_in_flight);
+    if let Some(n) = args.max_reply_bytes {
+        engine.max_reply_bytes = n;
+    }
+    if let Some(n) = args.max_reply_lines {
+        engine.max_reply_lines = n;
+    }
     if let Some(secs) = args.grace_period {
         let grace = seconds("--grace-period", secs)?;
         engine.listen_grace = grace;
@@ -358,7 +397,8 @@ fn repl(
     if io::stdin().is_terminal() {
         eprintln!("plugboard {}", version());
     }
-    let input = plugboard_demo::input::Input::spawn(io::stdin(), Some(interrupts()?))
+    let interrupted = plugboard_demo::interrupted_line(options.engine.shutdown_grace);
+    let input = plugboard_demo::input::Input::spawn(io::stdin(), Some(interrupts(interrupted)?))
         .context("starting the stdin reader")?;
     let summary = match plugboard_demo::run(&options, input, stdout, io::stderr()) {
         Err(plugboard_demo::Error::Strict(n)) => {
@@ -472,21 +512,25 @@ fn load_path(flags: &[PathBuf], file: &FileConfig) -> anyhow::Result<LoadPath> {
     Ok(LoadPath::new([dir]))
 }
 
-/// SIGINT/SIGTERM: the first one asks for a graceful stop (through the
-/// returned channel); a second one exits at once with status 130.
-fn interrupts() -> anyhow::Result<crossbeam_channel::Receiver<()>> {
+/// SIGINT/SIGTERM: the first one prints `announce` at once (whatever the
+/// REPL is waiting for) and asks for a graceful stop by disconnecting the
+/// returned channel, which every wait of the REPL watches; a second one
+/// exits at once with status 130.
+fn interrupts(announce: String) -> anyhow::Result<crossbeam_channel::Receiver<()>> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .context("installing signal handlers")?;
-    let (tx, rx) = crossbeam_channel::bounded(1);
+    let (tx, rx) = crossbeam_channel::bounded::<()>(1);
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
+            let mut tx = Some(tx);
             let mut seen = 0;
             for _ in signals.forever() {
                 seen += 1;
                 if seen == 1 {
-                    let _ = tx.try_send(());
+                    eprintln!("{announce}");
+                    drop(tx.take());
                 } else {
                     eprintln!("plugboard: interrupted again; exiting now");
                     std::process::exit(130);
@@ -515,6 +559,16 @@ fn parse_plugin_deadline(value: &str) -> Result<(String, Duration), String> {
     let deadline = Duration::try_from_secs_f64(secs)
         .map_err(|_| format!("`{secs}` is not a non-negative number of seconds"))?;
     Ok((name.to_owned(), deadline))
+}
+
+fn parse_plugin_limit(value: &str) -> Result<(String, usize), String> {
+    let (name, n) = value
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=N, got `{value}`"))?;
+    let n: usize = n
+        .parse()
+        .map_err(|_| format!("`{n}` is not a number of calls"))?;
+    Ok((name.to_owned(), n))
 }
 
 fn seconds(flag: &str, value: f64) -> anyhow::Result<Duration> {

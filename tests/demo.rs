@@ -497,8 +497,19 @@ fn a_burst_gets_exactly_one_reply_or_error_per_command() {
 }
 
 mod signals {
-    use std::io::{BufRead, BufReader, Write};
-    use std::process::{Command, Stdio};
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::process::{Child, Command, ExitStatus, Stdio};
+    use std::time::Duration;
+
+    /// Waits for `child` to exit; fails the test if it has not within a
+    /// minute (a guard against a hung process, not a timing assertion).
+    fn exit_status(mut child: Child) -> ExitStatus {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(child.wait()));
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("plugboard did not exit after the interrupt")
+            .unwrap()
+    }
 
     fn signal(pid: u32, sig: &str) {
         let status = Command::new("kill")
@@ -545,8 +556,105 @@ mod signals {
         let mut stderr = String::new();
         std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
         assert!(
-            stderr.contains("plugboard: interrupted; finishing accepted commands"),
+            stderr.contains(
+                "plugboard: interrupted: finishing accepted commands (up to 10 s; interrupt again to quit now)"
+            ),
             "{stderr}"
+        );
+        drop(stdin);
+    }
+
+    /// Issue 9, item 5: the first interrupt is announced at once, even
+    /// while the REPL is waiting to hand a line to a full engine (a user's
+    /// backlog behind a hung command), and the grace period bounds the rest.
+    #[test]
+    fn the_first_interrupt_is_announced_at_once_and_the_grace_bounds_the_rest() {
+        let dir = super::load_path_with(&["plugboard_fixture_hangs"]);
+        let mut child = super::plugboard()
+            .args([
+                "-L",
+                dir.0.to_str().unwrap(),
+                "--command-deadline",
+                "600",
+                "--grace-period",
+                "1",
+                "--channel-capacity",
+                "1",
+            ])
+            .env("RUST_LOG", "plugboard_demo=debug")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        wait_line(&mut stderr, "ready:");
+        // One hung command, then more of the same user's commands than the
+        // engine holds (a 4096-command backlog, queues of 1). stdin stays
+        // open: only the signal ends this session.
+        let writer = std::thread::spawn(move || {
+            let mut input = String::from("irc !hang\n");
+            for _ in 0..6000 {
+                input.push_str("irc !bacon\n");
+            }
+            stdin.write_all(input.as_bytes()).unwrap();
+            stdin
+        });
+        // The REPL says (at debug level) when it starts waiting for room.
+        wait_line(
+            &mut stderr,
+            "the engine is full; waiting to hand the line over",
+        );
+        signal(child.id(), "-TERM");
+        wait_line(
+            &mut stderr,
+            "plugboard: interrupted: finishing accepted commands (up to 1 s; interrupt again to quit now)",
+        );
+        let status = exit_status(child);
+        assert!(status.success(), "{status:?}");
+        drop(writer.join().unwrap());
+        let mut rest = String::new();
+        stderr.read_to_string(&mut rest).unwrap();
+        assert!(
+            rest.contains("not delivered: interrupted while the engine was full"),
+            "{rest}"
+        );
+        assert!(
+            rest.contains("plugboard: grace period over; abandoned work that was still stuck"),
+            "{rest}"
+        );
+    }
+
+    /// Issue 9, item 4, on SIGTERM: a plugin whose `Drop` never returns
+    /// cannot hold the exit past the grace period.
+    #[test]
+    fn sigterm_exits_within_the_grace_despite_a_destructor_that_never_returns() {
+        let dir = super::load_path_with(&["plugboard_fixture_drop_hangs"]);
+        let mut child = super::plugboard()
+            .args(["-L", dir.0.to_str().unwrap(), "--grace-period", "1"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        wait_line(&mut stderr, "ready:");
+        signal(child.id(), "-TERM");
+        let status = exit_status(child);
+        assert!(status.success(), "{status:?}");
+        let mut rest = String::new();
+        stderr.read_to_string(&mut rest).unwrap();
+        assert!(
+            rest.contains("plugboard: interrupted: finishing accepted commands (up to 1 s;"),
+            "{rest}"
+        );
+        assert!(
+            rest.contains(
+                "plugin `drop-hangs` did not finish dropping within the 1 s shutdown grace"
+            ),
+            "{rest}"
         );
         drop(stdin);
     }
@@ -576,7 +684,10 @@ mod signals {
         stdin.flush().unwrap();
         signal(child.id(), "-INT");
         // The first interrupt waits for the hung command (for up to 600 s)...
-        wait_line(&mut stderr, "interrupted; finishing accepted commands");
+        wait_line(
+            &mut stderr,
+            "interrupted: finishing accepted commands (up to 600 s;",
+        );
         // ...the second one does not.
         signal(child.id(), "-INT");
         let status = child.wait().unwrap();
@@ -605,6 +716,30 @@ fn a_per_plugin_deadline_answers_a_hung_command_and_the_session_ends() {
     assert_eq!(
         stdout[1],
         "[irc] gives after a strip of delicious bacon as a gift from irc-user"
+    );
+}
+
+/// Issue 9, item 4: a plugin whose `Drop` never returns cannot hold the
+/// exit at end of input past the grace period.
+#[test]
+fn a_destructor_that_never_returns_cannot_hold_the_exit() {
+    let dir = load_path_with(&["plugboard_fixture_drop_hangs"]);
+    let out = run(
+        &["-L", dir.0.to_str().unwrap(), "--grace-period", "1"],
+        &[],
+        b"irc !linger\n".to_vec(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(lines(&out.stdout), ["[irc] still here"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr
+            .contains("plugin `drop-hangs` did not finish dropping within the 1 s shutdown grace"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("plugboard: grace period over; abandoned work that was still stuck"),
+        "{stderr}"
     );
 }
 

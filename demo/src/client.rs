@@ -2,11 +2,13 @@
 //! printer thread their replies go to.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use abi_stable::std_types::{ROption, RResult};
-use crossbeam_channel::{bounded, select, Receiver, Sender, TryRecvError};
+use crossbeam_channel::{bounded, select, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use plugboard_interface::host::{client_box, Client, ClientBox, ClientMessage};
 use plugboard_interface::ExtError;
 
@@ -88,6 +90,32 @@ pub fn mock(adapter: &str, capacity: usize, printer: Sender<String>) -> (Feed, C
     (Feed { tx }, client_box(client))
 }
 
+/// The printer thread, as its owner sees it.
+pub struct Printer {
+    thread: JoinHandle<std::io::Result<u64>>,
+    /// Disconnected when the thread ends.
+    done: Receiver<()>,
+    printed: Arc<AtomicU64>,
+}
+
+impl Printer {
+    /// Waits, until `deadline` at most, for the printer to end (it ends once
+    /// every mock client is gone); returns the number of replies printed.
+    /// An adapter the engine had to abandon (stuck in `listen` or in its
+    /// `Drop`) still holds its client, so the printer may never end: then
+    /// `Ok(Err(printed so far))`, and the thread is left behind.
+    pub fn finish(self, deadline: Instant) -> std::io::Result<Result<u64, u64>> {
+        match self.done.recv_deadline(deadline) {
+            Err(RecvTimeoutError::Timeout) => Ok(Err(self.printed.load(Ordering::Relaxed))),
+            // Never sent: disconnected, so the thread is returning.
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => match self.thread.join() {
+                Ok(result) => result.map(Ok),
+                Err(_) => Err(std::io::Error::other("the printer thread panicked")),
+            },
+        }
+    }
+}
+
 /// The printer: the one thread that writes replies.
 ///
 /// It writes through a buffer and flushes whenever its queue runs empty, so
@@ -96,24 +124,34 @@ pub fn mock(adapter: &str, capacity: usize, printer: Sender<String>) -> (Feed, C
 pub fn printer(
     out: impl Write + Send + 'static,
     capacity: usize,
-) -> std::io::Result<(Sender<String>, JoinHandle<std::io::Result<u64>>)> {
+) -> std::io::Result<(Sender<String>, Printer)> {
     let (tx, rx) = bounded::<String>(capacity.max(1));
+    let (done_tx, done) = bounded::<()>(0);
+    let printed = Arc::new(AtomicU64::new(0));
+    let count = Arc::clone(&printed);
     let thread = std::thread::Builder::new()
         .name("printer".into())
         .spawn(move || {
+            let _done = done_tx;
             let mut out = std::io::BufWriter::with_capacity(64 * 1024, out);
-            let mut printed = 0u64;
             while let Ok(line) = rx.recv() {
                 writeln!(out, "{line}")?;
-                printed += 1;
+                count.fetch_add(1, Ordering::Relaxed);
                 while let Ok(line) = rx.try_recv() {
                     writeln!(out, "{line}")?;
-                    printed += 1;
+                    count.fetch_add(1, Ordering::Relaxed);
                 }
                 out.flush()?;
             }
             out.flush()?;
-            Ok(printed)
+            Ok(count.load(Ordering::Relaxed))
         })?;
-    Ok((tx, thread))
+    Ok((
+        tx,
+        Printer {
+            thread,
+            done,
+            printed,
+        },
+    ))
 }

@@ -4,7 +4,9 @@
 //! the reading, in 64 KiB blocks (one hand-off per block, not per line), and
 //! [`Input`] serves them as a `BufRead`. While waiting for the next block it
 //! also watches the interrupt channel (SIGINT/SIGTERM): an interrupt ends
-//! the input early with [`Stopped`].
+//! the input early with [`Stopped`]. The binary interrupts by disconnecting
+//! the channel, so that every wait watching it (see [`Input::interrupt`])
+//! sees it.
 
 use std::io::{self, BufRead, Read};
 
@@ -79,6 +81,12 @@ impl Input {
     /// Whether a line can be read without waiting for the reader thread.
     pub fn has_buffered(&self) -> bool {
         self.pos < self.block.len()
+    }
+
+    /// The interrupt channel, for other waits that an interrupt must end
+    /// too (it is an interrupt once it receives or disconnects).
+    pub fn interrupt(&self) -> Receiver<()> {
+        self.interrupt.clone()
     }
 }
 

@@ -36,6 +36,9 @@ pub mod output;
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::{select, TrySendError};
 
 use plugboard_interface::host::ClientMessage;
 use plugboard_loader::{
@@ -234,6 +237,7 @@ pub fn run(
         ..Summary::default()
     };
     let mut buf = Vec::new();
+    let interrupt = input.interrupt();
     loop {
         if !input.has_buffered() {
             // About to wait for input: show what we have to say first.
@@ -299,7 +303,24 @@ pub fn run(
             user: line.user.map(Into::into).into(),
             text: line.content.into(),
         };
-        if feed.tx.send(message).is_err() {
+        // A full queue waits (backpressure), but an interrupt ends the wait:
+        // the grace period must start even while the engine is stuck.
+        let sent = match feed.tx.try_send(message) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Disconnected(_)) => Err(()),
+            Err(TrySendError::Full(message)) => {
+                log::debug!("stdin:{n}: the engine is full; waiting to hand the line over");
+                select! {
+                send(feed.tx, message) -> sent => sent.map_err(|_| ()),
+                recv(interrupt) -> _ => {
+                    summary.interrupted = true;
+                    writeln!(diag, "note: stdin:{n}: not delivered: interrupted while the engine was full")?;
+                    break;
+                }
+                }
+            }
+        };
+        if sent.is_err() {
             summary.rejected += 1;
             writeln!(
                 diag,
@@ -321,28 +342,47 @@ pub fn run(
         }
     }
 
-    // End of input (or an interrupt): the clients drain what is queued,
-    // then report closed, and the engine answers everything it accepted
-    // before it stops.
-    if summary.interrupted {
-        writeln!(
-            diag,
-            "plugboard: interrupted; finishing accepted commands (interrupt again to exit now)"
-        )?;
-        diag.flush()?;
-    }
+    // End of input (or an interrupt, announced at once by whoever sent it:
+    // see `interrupted_line`): the clients drain what is queued, then report
+    // closed, and the engine answers everything it accepted before it stops.
+    diag.flush()?;
     drop(feeds);
     let handle = engine.handle();
+    let stopping = std::time::Instant::now();
     summary.drained = engine.shutdown();
     if options.stats {
         writeln!(diag, "{}", plugboard_loader::stats_table(&handle.plugins()))?;
     }
-    summary.replies = match printer_thread.join() {
-        Ok(result) => result?,
-        Err(_) => return Err(Error::Io(io::Error::other("the printer thread panicked"))),
+    // The same grace bounds the wait for the last replies to be printed.
+    summary.replies = match printer_thread.finish(stopping + options.engine.shutdown_grace)? {
+        Ok(printed) => printed,
+        Err(printed) => {
+            summary.drained = false;
+            writeln!(
+                diag,
+                "plugboard: an adapter the engine abandoned still holds its client; not waiting for its replies"
+            )?;
+            printed
+        }
     };
     diag.flush()?;
     Ok(summary)
+}
+
+/// The line the binary prints on stderr the moment the first SIGINT or
+/// SIGTERM arrives, before anything else happens: the user must see that
+/// the interrupt acted, and how long the rest may take.
+pub fn interrupted_line(grace: Duration) -> String {
+    let grace = if grace < Duration::from_secs(1) {
+        format!("{} ms", grace.as_millis())
+    } else if grace.subsec_millis() == 0 {
+        format!("{} s", grace.as_secs())
+    } else {
+        format!("{:.1} s", grace.as_secs_f64())
+    };
+    format!(
+        "plugboard: interrupted: finishing accepted commands (up to {grace}; interrupt again to quit now)"
+    )
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

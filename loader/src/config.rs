@@ -9,6 +9,9 @@
 //! workers = 4
 //! command_deadline = 5.0           # seconds
 //! deadlines = { hangs = 0.5 }      # per plugin
+//! quarantine_cooldown = 60.0       # seconds
+//! plugin_max_in_flight = { hangs = 1 }
+//! max_reply_bytes = 16384
 //!
 //! [plugins.quote]                  # handed to that plugin's init as JSON
 //! max_quotes = 100
@@ -72,7 +75,17 @@ pub struct EngineSection {
     #[serde(default)]
     pub deadlines: BTreeMap<String, f64>,
     pub quarantine_after: Option<u32>,
+    /// Seconds (0: until reinstated).
+    pub quarantine_cooldown: Option<f64>,
     pub max_abandoned: Option<usize>,
+    pub max_in_flight: Option<usize>,
+    /// Per plugin name.
+    #[serde(default)]
+    pub plugin_max_in_flight: BTreeMap<String, usize>,
+    /// Seconds.
+    pub slow_call: Option<f64>,
+    pub max_reply_bytes: Option<usize>,
+    pub max_reply_lines: Option<usize>,
     /// Seconds, for both `listen_grace` and `shutdown_grace`.
     pub grace_period: Option<f64>,
     /// Seconds an extension's `manifest` or `init` may run.
@@ -177,6 +190,8 @@ impl FileConfig {
             ("command_deadline", e.command_deadline),
             ("grace_period", e.grace_period),
             ("load_deadline", e.load_deadline),
+            ("quarantine_cooldown", e.quarantine_cooldown),
+            ("slow_call", e.slow_call),
         ] {
             if let Some(v) = value {
                 seconds(path, key, v)?;
@@ -209,12 +224,24 @@ impl FileConfig {
         set(&mut config.egress_capacity, e.egress_capacity);
         set(&mut config.max_pending, e.max_pending);
         set(&mut config.max_abandoned, e.max_abandoned);
+        set(&mut config.max_in_flight, e.max_in_flight);
+        set(&mut config.max_reply_bytes, e.max_reply_bytes);
+        set(&mut config.max_reply_lines, e.max_reply_lines);
+        config.plugin_max_in_flight.extend(
+            e.plugin_max_in_flight
+                .iter()
+                .map(|(name, n)| (name.clone(), *n)),
+        );
         // Validated by `parse`.
-        if let Some(d) = e
-            .command_deadline
-            .and_then(|v| Duration::try_from_secs_f64(v).ok())
-        {
+        let secs = |v: Option<f64>| v.and_then(|v| Duration::try_from_secs_f64(v).ok());
+        if let Some(d) = secs(e.command_deadline) {
             config.command_deadline = d;
+        }
+        if let Some(d) = secs(e.quarantine_cooldown) {
+            config.quarantine_cooldown = d;
+        }
+        if let Some(d) = secs(e.slow_call) {
+            config.slow_call = d;
         }
         if let Some(d) = e
             .grace_period
@@ -305,6 +332,12 @@ deadlines = { hangs = 0.25 }
 load_deadline = 30.0
 when_full = "reject"
 unmatched = "ignore"
+quarantine_cooldown = 30.0
+max_in_flight = 4
+plugin_max_in_flight = { hangs = 1 }
+slow_call = 0.05
+max_reply_bytes = 1000
+max_reply_lines = 10
 
 [plugins.quote]
 max_quotes = 10
@@ -328,6 +361,11 @@ server = "127.0.0.1"
         assert_eq!(engine.unmatched, Unmatched::Ignore);
         assert_eq!(engine.data_dir, Some(PathBuf::from("/etc/data")));
         assert_eq!(engine.admins, ["irc:nelsk"]);
+        assert_eq!(engine.quarantine_cooldown, Duration::from_secs(30));
+        assert_eq!(engine.max_in_flight, 4);
+        assert_eq!(engine.plugin_max_in_flight.get("hangs"), Some(&1));
+        assert_eq!(engine.slow_call, Duration::from_millis(50));
+        assert_eq!((engine.max_reply_bytes, engine.max_reply_lines), (1000, 10));
         assert_eq!(
             config.deadlines().collect::<Vec<_>>(),
             [("hangs", Duration::from_millis(250))]

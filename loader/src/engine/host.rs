@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RArc, RBox, ROption, RStr, RString};
-use crossbeam_channel::{Sender, TrySendError};
+use crossbeam_channel::{bounded, select, Receiver, Sender, TrySendError};
 use plugboard_interface::host::{
     ClientBox, Host, HostBox, Host_TO, IngressSink, IngressSink_TO, LogLevel, LogRecord,
     PushOutcome, SinkBox,
@@ -41,6 +41,11 @@ impl Inbound {
 pub(crate) struct Gate {
     tx: RwLock<Option<Sender<Inbound>>>,
     when_full: WhenFull,
+    /// Disconnected by `close` first, to wake sends waiting for room: the
+    /// router may not make room before shutdown ends (its backlog full
+    /// behind a hung command), and `close` must not wait for it.
+    closing: Mutex<Option<Sender<()>>>,
+    closed: Receiver<()>,
 }
 
 /// Why the gate did not take a message.
@@ -54,9 +59,12 @@ pub(crate) enum Refused {
 
 impl Gate {
     pub fn new(tx: Sender<Inbound>, when_full: WhenFull) -> Self {
+        let (closing, closed) = bounded(0);
         Gate {
             tx: RwLock::new(Some(tx)),
             when_full,
+            closing: Mutex::new(Some(closing)),
+            closed,
         }
     }
 
@@ -71,18 +79,25 @@ impl Gate {
         let Some(tx) = &*guard else {
             return Err(Refused::Closed);
         };
-        match self.when_full {
-            WhenFull::Block => tx.send(inbound).map_err(|_| Refused::Closed),
-            WhenFull::Reject => tx.try_send(inbound).map_err(|e| match e {
-                TrySendError::Full(_) => Refused::Busy,
-                TrySendError::Disconnected(_) => Refused::Closed,
-            }),
+        match (tx.try_send(inbound), self.when_full) {
+            (Ok(()), _) => Ok(()),
+            (Err(TrySendError::Disconnected(_)), _) => Err(Refused::Closed),
+            (Err(TrySendError::Full(_)), WhenFull::Reject) => Err(Refused::Busy),
+            (Err(TrySendError::Full(inbound)), WhenFull::Block) => select! {
+                send(tx, inbound) -> sent => sent.map_err(|_| Refused::Closed),
+                recv(self.closed) -> _ => Err(Refused::Closed),
+            },
         }
     }
 
-    /// Closes the gate. Waits for sends in progress (they complete, because
-    /// the router keeps draining until every gate is closed).
+    /// Closes the gate: wakes the sends waiting for room (refused, as
+    /// closed), then waits for the sends in progress, which no longer wait
+    /// for anything.
     pub fn close(&self) {
+        self.closing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         let mut guard = match self.tx.write() {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
@@ -267,4 +282,39 @@ pub(crate) fn host_tracking_client(
         TD_Opaque,
     );
     (host, slot)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inbound() -> Inbound {
+        Inbound {
+            adapter: 0,
+            message: RawMessage::new(None, "u", "!x"),
+        }
+    }
+
+    /// A push waiting for room in a full ingress channel (the router may
+    /// never make any) must not keep `close`, and so shutdown, waiting.
+    #[test]
+    fn closing_a_gate_refuses_a_push_that_waits_for_room() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let gate = Arc::new(Gate::new(tx, WhenFull::Block));
+        gate.send(inbound()).unwrap();
+        let (started_tx, started) = crossbeam_channel::bounded(0);
+        let pusher = {
+            let gate = Arc::clone(&gate);
+            std::thread::spawn(move || {
+                started_tx.send(()).unwrap();
+                gate.send(inbound())
+            })
+        };
+        started.recv().unwrap();
+        // Whether the push is already waiting or not yet: it gets `Closed`.
+        gate.close();
+        assert_eq!(pusher.join().unwrap(), Err(Refused::Closed));
+        assert_eq!(gate.send(inbound()), Err(Refused::Closed));
+        assert_eq!(rx.len(), 1, "only the first message was accepted");
+    }
 }

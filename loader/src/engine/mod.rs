@@ -10,8 +10,13 @@
 //!   which calls its `send`.
 //! - **done** (unbounded by type, bounded by construction: at most one
 //!   message per batch in flight): workers -> router.
+//! - **resume** (unbounded by type, bounded the same way): batches that
+//!   waited for a plugin's call slot (`engine/bulkhead.rs`) or lost their
+//!   worker to a hung call -> the workers, which take them before new
+//!   batches.
 
 mod builtins;
+mod bulkhead;
 mod health;
 mod host;
 mod router;
@@ -27,7 +32,7 @@ pub use switches::Scope;
 use health::{Health, Outcome};
 pub use health::{PluginCounters, PluginState};
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -96,11 +101,14 @@ pub struct EngineConfig {
     /// Commands that may wait behind busy conversations (the router's
     /// backlog); see `when_full` for what happens past it.
     pub max_pending: usize,
-    /// How long shutdown waits for adapters' `listen` to return.
+    /// How long shutdown waits for adapters' `listen` to return (within
+    /// `shutdown_grace`).
     pub listen_grace: Duration,
-    /// How long shutdown waits for the pipeline to drain once intake is
-    /// closed; threads still busy after it (an adapter stuck in `send`) are
-    /// abandoned with a log line.
+    /// The longest a shutdown takes: waiting for `listen` to return, for the
+    /// pipeline to drain and for the extensions' destructors all end this
+    /// long after it began. Whatever is still busy then (an adapter stuck in
+    /// `send`, a plugin stuck in a call or in its `Drop`) is abandoned with
+    /// a log line.
     pub shutdown_grace: Duration,
     /// What to do with unmatched commands.
     pub unmatched: Unmatched,
@@ -112,11 +120,31 @@ pub struct EngineConfig {
     /// Deadline of one command call, unless the plugin has its own
     /// ([`EngineBuilder::plugin_deadline`]).
     pub command_deadline: Duration,
+    /// Calls one plugin may have in flight at once (its bulkhead), unless
+    /// it has its own limit in `plugin_max_in_flight`; 0 means the worker
+    /// count. A command for a plugin at its limit waits in that plugin's
+    /// queue without holding a worker (up to the plugin's deadline, then it
+    /// is answered "busy"), so a hung plugin holds at most this many
+    /// threads. At most `max_pending` commands wait per plugin.
+    pub max_in_flight: usize,
+    /// Per-plugin limits of calls in flight, by plugin name (see
+    /// `max_in_flight`; [`EngineBuilder::plugin_max_in_flight`] adds one).
+    pub plugin_max_in_flight: BTreeMap<String, usize>,
+    /// A call running longer than this is *slow*: the engine adds a worker
+    /// in its place, so that `workers` threads stay free for other plugins'
+    /// users (the extra one retires when the call returns).
+    pub slow_call: Duration,
     /// Consecutive panics or timeouts after which a plugin is quarantined
     /// (0: never).
     pub quarantine_after: u32,
-    /// Worker threads that may be left stuck in plugin calls before the
-    /// engine stops replacing them (see the supervisor docs).
+    /// How long a quarantine lasts before one trial call may end it (a
+    /// failed trial doubles it, up to an hour); zero: until reinstated.
+    pub quarantine_cooldown: Duration,
+    /// Bounds the worker threads: at most `workers + max_abandoned` exist,
+    /// live or stuck in plugin calls past their deadline. Once
+    /// `max_abandoned` threads are stuck, a plugin that leaves one more is
+    /// quarantined whatever `quarantine_after` says (see the supervisor
+    /// docs).
     pub max_abandoned: usize,
     /// How long an extension's `manifest` (when its library is opened or
     /// it is registered) and its `init` (at [`EngineBuilder::start`]) may
@@ -124,6 +152,12 @@ pub struct EngineConfig {
     /// and the thread running it is abandoned (see [`crate::deadline`]).
     /// An adapter's `init` may connect to its platform: allow for that.
     pub load_deadline: Duration,
+    /// Longest reply, in bytes, a plugin may send (0: no limit); longer
+    /// replies are cut at a character boundary, with a note saying so.
+    pub max_reply_bytes: usize,
+    /// Most lines a plugin reply may have (0: no limit); longer replies are
+    /// cut after that line, with a note saying so.
+    pub max_reply_lines: usize,
     /// Where extensions keep state (each gets `<data_dir>/<plugins|adapters>/<name>`)
     /// and the engine its enable/disable switches (`<data_dir>/switches.json`).
     /// `None`: nothing persists.
@@ -145,9 +179,15 @@ impl Default for EngineConfig {
             unmatched: Unmatched::Ignore,
             when_full: WhenFull::Block,
             command_deadline: Duration::from_secs(5),
+            max_in_flight: 0,
+            plugin_max_in_flight: BTreeMap::new(),
+            slow_call: Duration::from_millis(100),
             quarantine_after: 3,
+            quarantine_cooldown: Duration::from_secs(60),
             max_abandoned: 16,
             load_deadline: crate::deadline::DEFAULT_LOAD_DEADLINE,
+            max_reply_bytes: 16 * 1024,
+            max_reply_lines: 50,
             data_dir: None,
             admins: Vec::new(),
         }
@@ -161,6 +201,26 @@ impl EngineConfig {
         } else {
             thread::available_parallelism().map_or(2, |n| n.get())
         }
+    }
+
+    /// The limit of calls in flight of plugin `name`.
+    fn max_in_flight_of(&self, name: &str) -> usize {
+        match self.plugin_max_in_flight.get(name) {
+            Some(&n) if n > 0 => n,
+            _ if self.max_in_flight > 0 => self.max_in_flight,
+            _ => self.worker_count(),
+        }
+    }
+}
+
+/// `200 ms`, `5 s`, `2.5 s`: durations in replies and log lines.
+pub(crate) fn human(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
     }
 }
 
@@ -274,6 +334,15 @@ impl EngineBuilder {
     /// executable whose `main` calls [`crate::preflight::run_if_child`].
     pub fn preflight(mut self, preflight: Option<Preflight>) -> Self {
         self.preflight = preflight;
+        self
+    }
+
+    /// Gives plugin `name` its own limit of calls in flight instead of
+    /// [`EngineConfig::max_in_flight`].
+    pub fn plugin_max_in_flight(mut self, name: &str, limit: usize) -> Self {
+        self.config
+            .plugin_max_in_flight
+            .insert(name.to_owned(), limit);
         self
     }
 
@@ -417,7 +486,7 @@ impl EngineBuilder {
                                 .iter()
                                 .map(|c| c.name.to_string())
                                 .collect(),
-                            obj,
+                            obj: obj.into(),
                             deadline: deadlines
                                 .get(&key.1)
                                 .copied()
@@ -668,6 +737,16 @@ impl Handle {
             .abandoned
             .load(std::sync::atomic::Ordering::Acquire)
     }
+
+    /// Worker threads in the pool now: the configured count, plus those
+    /// standing in for workers stuck in slow calls (abandoned threads are
+    /// not counted).
+    pub fn worker_threads(&self) -> usize {
+        self.shared
+            .pool
+            .live
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 /// One adapter's egress thread: delivers its replies, in order.
@@ -704,7 +783,12 @@ impl Egress {
                     }
                 }
             };
-            if self.health.record(outcome, self.quarantine_after) {
+            let breaker = health::Breaker {
+                quarantine_after: self.quarantine_after,
+                cooldown: None,
+            };
+            if let health::Transition::Quarantined(_) = self.health.record(outcome, &breaker, false)
+            {
                 log::error!(
                     "adapter `{}` quarantined after {} consecutive panics in send; its replies are dropped until it is reinstated",
                     self.name,
@@ -762,7 +846,7 @@ impl Engine {
 
     fn spawn(
         config: EngineConfig,
-        plugins: Vec<LivePlugin>,
+        mut plugins: Vec<LivePlugin>,
         routes: Routes,
         adapters: Vec<(AdapterManifest, AdapterBox)>,
         report: LoadReport,
@@ -770,6 +854,16 @@ impl Engine {
         let (ingress_tx, ingress_rx) = bounded::<Inbound>(config.ingress_capacity.max(1));
         let (execution_tx, execution_rx) = bounded(config.execution_capacity.max(1));
         let (done_tx, done_rx) = unbounded();
+        // Unbounded by type, bounded by construction: at most one
+        // continuation per batch in flight.
+        let (resume_tx, resume_rx) = unbounded();
+        for plugin in &mut plugins {
+            let limit = config.max_in_flight_of(&plugin.name);
+            plugin
+                .obj
+                .configure(limit, config.max_pending, resume_tx.clone());
+        }
+        drop(resume_tx);
         let (pipeline_done_tx, pipeline_done) = bounded::<()>(0);
         let adapter_names: Vec<String> = adapters.iter().map(|(m, _)| m.name.to_string()).collect();
         let min_deadline = plugins
@@ -819,8 +913,20 @@ impl Engine {
                 .map(|n| RString::from(n.as_str()))
                 .collect(),
             unmatched: config.unmatched,
-            quarantine_after: config.quarantine_after,
+            breaker: health::Breaker {
+                quarantine_after: config.quarantine_after,
+                cooldown: (!config.quarantine_cooldown.is_zero())
+                    .then_some(config.quarantine_cooldown),
+            },
             abandoned: AtomicUsize::new(0),
+            pool: worker::Pool {
+                target: config.worker_count(),
+                live: AtomicUsize::new(config.worker_count()),
+                ..worker::Pool::default()
+            },
+            slow_call: config.slow_call,
+            max_reply_bytes: config.max_reply_bytes,
+            max_reply_lines: config.max_reply_lines,
             switches: Switches::load(config.data_dir.as_deref()).map_err(EngineError::Switches)?,
             admins: config.admins.clone(),
         });
@@ -843,6 +949,7 @@ impl Engine {
             let worker = Worker {
                 shared: Arc::clone(&shared),
                 execution: execution_rx.clone(),
+                resume: resume_rx.clone(),
                 slot: Arc::clone(&slot),
                 matched: Default::default(),
             };
@@ -860,13 +967,18 @@ impl Engine {
         let supervisor = Supervisor {
             shared: Arc::clone(&shared),
             execution: execution_rx,
+            resume: resume_rx,
             control: control_rx,
             workers,
-            // Fine enough to answer a hung command near its deadline,
-            // coarse enough to cost nothing.
-            tick: (min_deadline / 20).clamp(Duration::from_millis(5), Duration::from_millis(100)),
+            // Fine enough to answer a hung command near its deadline and to
+            // add a worker soon after a call turns slow, coarse enough to
+            // cost nothing.
+            tick: (min_deadline / 20)
+                .min(config.slow_call / 4)
+                .clamp(Duration::from_millis(5), Duration::from_millis(100)),
             max_abandoned: config.max_abandoned,
             spawned: 0,
+            short: false,
         };
         let supervisor = spawn("supervisor".to_owned(), move || supervisor.run())?;
 
@@ -980,16 +1092,19 @@ impl Engine {
             return true;
         }
         let mut clean = true;
+        // Every wait below ends by this.
+        let started = Instant::now();
+        let deadline = started + self.config.shutdown_grace;
         // 1. Stop listening.
         for adapter in &self.adapters {
             if let Err(e) = adapter.obj.stop().into_result() {
                 log::error!("adapter `{}` failed to stop: {e}", adapter.name);
             }
         }
-        let deadline = Instant::now() + self.config.listen_grace;
+        let listen_deadline = (started + self.config.listen_grace).min(deadline);
         let returned = &mut self.returned;
         while returned.iter().any(|r| !r) {
-            match self.listeners_done.recv_deadline(deadline) {
+            match self.listeners_done.recv_deadline(listen_deadline) {
                 Ok(index) => returned[index] = true,
                 Err(_) => break,
             }
@@ -1004,7 +1119,7 @@ impl Engine {
                 log::warn!(
                     "adapter `{}` did not return from listen within {:?} of stop; abandoning its listener thread",
                     self.adapters[index].name,
-                    self.config.listen_grace
+                    listen_deadline - started
                 );
             }
         }
@@ -1015,7 +1130,6 @@ impl Engine {
         self.handle_gate.close();
         // 3-5. The pipeline drains stage by stage: wait for the router and
         // the egress threads (which end after every worker), within the grace.
-        let deadline = Instant::now() + self.config.shutdown_grace;
         let drained = loop {
             match self.pipeline_done.recv_deadline(deadline) {
                 // Never sent: each thread signals by dropping its sender.
@@ -1048,7 +1162,90 @@ impl Engine {
                 busy.join(", ")
             );
         }
-        // 6. Adapters and plugins drop with `self`.
+        // 6. Drop the extensions, each on a thread of its own, within what
+        // is left of the grace: a destructor that never returns must not
+        // hold the process.
+        clean &= self.drop_extensions(deadline);
+        clean
+    }
+
+    /// Drops every plugin and adapter instance on threads of their own and
+    /// waits for them until `deadline`; the ones still dropping then are
+    /// abandoned with a log line. A plugin with a call still in flight (a
+    /// thread stuck in it) is not dropped at all. Returns whether every
+    /// extension that could be dropped was dropped in time.
+    fn drop_extensions(&mut self, deadline: Instant) -> bool {
+        let mut clean = true;
+        let mut doomed: Vec<(String, Box<dyn Send>)> = Vec::new();
+        for plugin in &self.handle.shared.plugins {
+            match plugin.obj.take() {
+                Some(obj) => doomed.push((format!("plugin `{}`", plugin.name), Box::new(obj))),
+                None => {
+                    // Not a failure of the shutdown: its stuck thread was
+                    // abandoned (and reported) already.
+                    log::warn!(
+                        "plugin `{}` is not dropped: a thread is still inside it ({} calls in flight)",
+                        plugin.name,
+                        plugin.obj.in_flight()
+                    );
+                }
+            }
+        }
+        for adapter in self.adapters.drain(..) {
+            // The last reference, unless a listener thread was abandoned.
+            doomed.push((format!("adapter `{}`", adapter.name), Box::new(adapter.obj)));
+        }
+        let (done_tx, done_rx) = unbounded::<usize>();
+        let mut pending = vec![false; doomed.len()];
+        let mut names = Vec::with_capacity(doomed.len());
+        for (index, (name, obj)) in doomed.into_iter().enumerate() {
+            let done = done_tx.clone();
+            // Handed over once the thread exists: if it cannot be spawned,
+            // the object must not be dropped here instead.
+            let (hand_tx, hand_rx) = bounded::<Box<dyn Send>>(1);
+            let spawned = thread::Builder::new()
+                .name(format!("drop-{index}"))
+                .spawn(move || {
+                    if let Ok(obj) = hand_rx.recv() {
+                        drop(obj);
+                        let _ = done.send(index);
+                    }
+                });
+            match spawned {
+                Ok(_) => {
+                    // The thread holds the receiver until it has the object.
+                    let _ = hand_tx.send(obj);
+                    pending[index] = true;
+                }
+                Err(e) => {
+                    clean = false;
+                    log::error!("{name} is not dropped (it is leaked): cannot spawn a thread: {e}");
+                    std::mem::forget(obj);
+                }
+            }
+            names.push(name);
+        }
+        drop(done_tx);
+        if pending.iter().any(|p| *p) && Instant::now() >= deadline {
+            log::warn!(
+                "the {} shutdown grace is over: extensions are dropped in the background, not waited for",
+                human(self.config.shutdown_grace)
+            );
+            return false;
+        }
+        while pending.iter().any(|p| *p) {
+            match done_rx.recv_deadline(deadline) {
+                Ok(index) => pending[index] = false,
+                Err(_) => break,
+            }
+        }
+        for (name, _) in names.iter().zip(&pending).filter(|(_, p)| **p) {
+            clean = false;
+            log::warn!(
+                "{name} did not finish dropping within the {} shutdown grace; abandoning its thread",
+                human(self.config.shutdown_grace)
+            );
+        }
         clean
     }
 }

@@ -1,22 +1,35 @@
-//! The supervisor: enforces command deadlines.
+//! The supervisor: command deadlines, the pool's capacity, and commands
+//! waiting for a plugin.
 //!
-//! A thread stuck in a plugin call cannot be killed in-process, so a missed
-//! deadline is handled by *abandoning* the thread, not stopping it. Every
-//! `tick` the supervisor looks at each worker's slot; for a call past its
-//! deadline it:
+//! A thread stuck in a plugin call cannot be killed in-process, so the
+//! engine works around it. Every `tick` the supervisor looks at each
+//! worker's slot and each plugin's waiting commands:
 //!
-//! 1. marks the slot abandoned and takes its remaining work and senders,
-//! 2. sends the user a timeout reply (after the replies the stuck worker
-//!    already sent, before any of the rest: conversation order holds),
-//! 3. counts a timeout against the plugin (which may quarantine it),
-//! 4. starts a replacement worker with the rest of the batch, so the pool
-//!    keeps its capacity.
+//! - **A call past the slow threshold** (`EngineConfig::slow_call`) marks
+//!   its worker slow, and the supervisor adds a worker, so that `workers`
+//!   threads not stuck in slow calls are always there for everyone else.
+//!   When the slow call returns, the pool is one too many and a worker
+//!   retires after its current work.
+//! - **A call past its deadline** is *abandoned*: the supervisor marks the
+//!   slot abandoned and takes its remaining work and senders, sends the user
+//!   a timeout reply (after the replies the stuck worker already sent,
+//!   before any of the rest: conversation order holds), counts a timeout
+//!   against the plugin (which may quarantine it), and hands the rest of the
+//!   batch to the other workers as a continuation. The abandoned thread
+//!   still holds its plugin's call slot until its call returns (see
+//!   `bulkhead.rs`); if it ever does, it drops the result and exits.
+//! - **Waiting commands** of a plugin that is quarantined or disabled are
+//!   resumed at once (to be answered so); those that waited past the
+//!   plugin's deadline are answered "busy".
 //!
-//! **Abandoned threads are bounded by `max_abandoned`.** Past it the
-//! supervisor stops replacing workers: the rest of such a batch gets error
-//! replies and the pool shrinks, except that the last live worker is always
-//! replaced. Quarantine (after `quarantine_after` consecutive timeouts)
-//! normally stops a hanging plugin long before that.
+//! **Threads are bounded: at most `workers + max_abandoned` worker threads
+//! exist, live or stuck.** Added workers count against it, and so do
+//! abandoned threads until their call returns. Once `max_abandoned` threads
+//! are abandoned, each plugin that leaves one more stuck is quarantined at
+//! once, whatever `quarantine_after` says, until an operator re-enables it
+//! (no cooldown trial), and the log says so. With the plugins' limits on
+//! calls in flight, a plugin can never have more stuck threads than its
+//! limit. If the bound keeps the pool from growing, the log says that too.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -25,24 +38,30 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 
+use super::bulkhead::Continuation;
 use super::health::Outcome;
+use super::human;
 use super::router::Batch;
-use super::worker::{self, Action, Links, Running, Shared, Slot, SlotState, Step, Worker};
+use super::worker::{self, Links, Running, Shared, Slot, SlotState, Worker};
 
 pub(crate) struct Supervisor {
     pub shared: Arc<Shared>,
     pub execution: Receiver<Batch>,
+    pub resume: Receiver<Continuation>,
     /// Disconnected by the engine once every worker has finished.
     pub control: Receiver<()>,
     pub workers: Vec<(Arc<Slot>, JoinHandle<()>)>,
     pub tick: Duration,
     pub max_abandoned: usize,
     pub spawned: usize,
+    /// The bound kept the pool from growing (logged once per episode).
+    pub short: bool,
 }
 
 struct Taken {
     running: Running,
     links: Option<Links>,
+    slow: bool,
     rest: SlotState,
 }
 
@@ -62,27 +81,53 @@ impl Supervisor {
     }
 
     fn check(&mut self, now: Instant) {
+        self.reap();
+        // Senders taken from abandoned slots: a new worker may need them
+        // (when no live worker is left to clone them from).
+        let mut spare = None;
         let mut index = 0;
         while index < self.workers.len() {
-            match take_if_overdue(&self.workers[index].0, now) {
+            match inspect(&self.shared, &self.workers[index].0, now) {
                 Some(taken) => {
                     // Detach the stuck thread; it exits by itself if its call
                     // ever returns.
                     let (_slot, _thread) = self.workers.swap_remove(index);
-                    self.abandon(taken);
+                    spare = self.abandon(taken, now).or(spare);
                 }
                 None => index += 1,
             }
         }
+        self.waiters(now);
+        self.grow(spare);
     }
 
-    fn abandon(&mut self, taken: Taken) {
+    /// Joins the workers that retired.
+    fn reap(&mut self) {
+        let mut index = 0;
+        while index < self.workers.len() {
+            if self.workers[index].1.is_finished() {
+                let (_, thread) = self.workers.swap_remove(index);
+                let _ = thread.join();
+            } else {
+                index += 1;
+            }
+        }
+    }
+
+    /// Abandons a stuck call; returns the senders it took from the slot.
+    fn abandon(&mut self, taken: Taken, now: Instant) -> Option<Links> {
         let Taken {
             running,
             links,
-            mut rest,
+            slow,
+            rest,
         } = taken;
         let shared = &*self.shared;
+        let pool = &shared.pool;
+        pool.live.fetch_sub(1, Ordering::SeqCst);
+        if slow {
+            pool.slow.fetch_sub(1, Ordering::SeqCst);
+        }
         let route = &shared.routes.routes[running.route];
         let plugin = &shared.plugins[route.plugin];
         let abandoned = shared.abandoned.fetch_add(1, Ordering::AcqRel) + 1;
@@ -93,14 +138,15 @@ impl Supervisor {
             running.message.message.identity,
             plugin.deadline,
         );
-        if plugin
+        plugin
             .health
-            .record(Outcome::Timeout, shared.quarantine_after)
-        {
-            log::warn!(
-                "plugin `{}` quarantined after {} consecutive failures",
+            .record(Outcome::Timeout, &shared.breaker, running.trial)
+            .log("plugin", &plugin.name, &shared.breaker);
+        if abandoned >= self.max_abandoned && plugin.health.force_quarantine() {
+            log::error!(
+                "plugin `{}` quarantined until re-enabled: {abandoned} threads are stuck in plugin calls (max_abandoned = {}), and it may not leave more",
                 plugin.name,
-                shared.quarantine_after
+                self.max_abandoned
             );
         }
         let reply = worker::egress(
@@ -113,62 +159,137 @@ impl Supervisor {
             )
             .into(),
         );
-        rest.links = links;
-        let slot = Slot::new(rest);
+        // A slot that runs a call always has its senders.
+        let slot = Slot::new(SlotState {
+            links,
+            ..SlotState::default()
+        });
         worker::send_reply(&slot, running.message.adapter, reply);
-
-        if abandoned > self.max_abandoned && !self.workers.is_empty() {
-            log::error!(
-                "{abandoned} worker threads are stuck in plugin calls (limit {}); not replacing this one",
-                self.max_abandoned
-            );
-            fail_rest(shared, &slot);
-            return;
+        let links = slot.lock().links.take();
+        if !rest.queue.is_empty() {
+            // The other workers finish the batch, in order.
+            plugin.obj.send(Continuation {
+                key: rest.key,
+                steps: rest.queue,
+                since: now,
+            });
+        } else if rest.active {
+            if let Some(links) = &links {
+                let _ = links.done.send(rest.key);
+            }
         }
-        self.spawn(slot);
+        links
     }
 
-    fn spawn(&mut self, slot: Arc<Slot>) {
+    /// Answers waiting commands of stopped plugins, and those that waited
+    /// too long.
+    fn waiters(&self, now: Instant) {
+        for plugin in &self.shared.plugins {
+            if plugin.obj.waiting() == 0 {
+                continue;
+            }
+            let ready = if plugin.health.stopped() {
+                plugin.obj.wake_all()
+            } else {
+                plugin.obj.expired(now, plugin.deadline)
+            };
+            for continuation in ready {
+                plugin.obj.send(continuation);
+            }
+        }
+    }
+
+    /// Adds workers while fewer than `workers` are free of slow calls, within
+    /// the thread bound.
+    fn grow(&mut self, mut spare: Option<Links>) {
+        let shared = Arc::clone(&self.shared);
+        let pool = &shared.pool;
+        loop {
+            if pool.closed.load(Ordering::SeqCst) {
+                return;
+            }
+            let live = pool.live.load(Ordering::SeqCst);
+            let slow = pool.slow.load(Ordering::SeqCst);
+            if live.saturating_sub(slow) >= pool.target {
+                self.short = false;
+                return;
+            }
+            let abandoned = shared.abandoned.load(Ordering::SeqCst);
+            if live + abandoned >= pool.target + self.max_abandoned {
+                if !std::mem::replace(&mut self.short, true) {
+                    log::error!(
+                        "only {} of {} workers are free: {slow} are in slow calls and {abandoned} threads are abandoned, and no more may be added (workers + max_abandoned = {})",
+                        live.saturating_sub(slow),
+                        pool.target,
+                        pool.target + self.max_abandoned
+                    );
+                }
+                return;
+            }
+            // Senders for the new worker: from any worker that has them, or
+            // taken from an abandoned one.
+            let Some(links) = self
+                .workers
+                .iter()
+                .find_map(|(slot, _)| slot.lock().links.clone())
+                .or_else(|| spare.take())
+            else {
+                return;
+            };
+            if !self.spawn(links) {
+                return;
+            }
+            log::info!("added a worker: {slow} are in slow calls");
+        }
+    }
+
+    fn spawn(&mut self, links: Links) -> bool {
+        let slot = Slot::new(SlotState {
+            links: Some(links),
+            ..SlotState::default()
+        });
         let worker = Worker {
             shared: Arc::clone(&self.shared),
             execution: self.execution.clone(),
+            resume: self.resume.clone(),
             slot: Arc::clone(&slot),
             matched: Default::default(),
         };
         self.spawned += 1;
-        let name = format!("worker-r{}", self.spawned);
+        let name = format!("worker-x{}", self.spawned);
+        self.shared.pool.live.fetch_add(1, Ordering::SeqCst);
         match std::thread::Builder::new()
             .name(name)
             .spawn(move || worker.run())
         {
-            Ok(thread) => self.workers.push((slot, thread)),
+            Ok(thread) => {
+                self.workers.push((slot, thread));
+                true
+            }
             Err(e) => {
-                log::error!("cannot start a replacement worker: {e}");
-                fail_rest(&self.shared, &slot);
+                self.shared.pool.live.fetch_sub(1, Ordering::SeqCst);
+                log::error!("cannot start a worker: {e}");
+                false
             }
         }
     }
 }
 
-/// `200 ms`, `5 s`, `2.5 s`.
-fn human(d: Duration) -> String {
-    if d < Duration::from_secs(1) {
-        format!("{} ms", d.as_millis())
-    } else if d.subsec_millis() == 0 {
-        format!("{} s", d.as_secs())
-    } else {
-        format!("{:.1} s", d.as_secs_f64())
-    }
-}
-
-fn take_if_overdue(slot: &Slot, now: Instant) -> Option<Taken> {
+/// Marks a slow call, or takes a slot whose call is past its deadline.
+fn inspect(shared: &Shared, slot: &Slot, now: Instant) -> Option<Taken> {
     let mut state = slot.lock();
-    if state.running.as_ref().is_none_or(|r| r.deadline > now) {
+    let running = state.running.as_ref()?;
+    if running.deadline > now {
+        if running.slow_at <= now && !state.slow {
+            state.slow = true;
+            shared.pool.slow.fetch_add(1, Ordering::SeqCst);
+        }
         return None;
     }
     state.abandoned = true;
     let running = state.running.take()?;
     let links = state.links.take();
+    let slow = std::mem::take(&mut state.slow);
     let rest = SlotState {
         key: state.key,
         active: std::mem::take(&mut state.active),
@@ -178,33 +299,7 @@ fn take_if_overdue(slot: &Slot, now: Instant) -> Option<Taken> {
     Some(Taken {
         running,
         links,
+        slow,
         rest,
     })
-}
-
-/// Answers every remaining step of a slot nobody will run, and releases the
-/// conversation.
-fn fail_rest(shared: &Shared, slot: &Slot) {
-    let steps: Vec<Step> = slot.lock().queue.drain(..).collect();
-    for step in steps {
-        let text = match step.action {
-            Action::Call(route) => format!(
-                "`{}` could not run: too many commands are stuck",
-                shared.plugins[shared.routes.routes[route].plugin].name
-            ),
-            Action::Unmatched | Action::Builtin(_) => continue,
-        };
-        worker::send_reply(
-            slot,
-            step.message.adapter,
-            worker::egress(shared, &step.message, text.into()),
-        );
-    }
-    let mut state = slot.lock();
-    if std::mem::take(&mut state.active) {
-        if let Some(links) = &state.links {
-            let _ = links.done.send(state.key);
-        }
-    }
-    state.links = None;
 }

@@ -4,24 +4,35 @@
 //! call in progress. The slot is what makes hung commands survivable: when a
 //! call misses its deadline the [supervisor](super::supervisor) takes the
 //! slot's remaining work (and its channel senders) away, answers the hung
-//! command with a timeout reply, and gives the rest to a replacement worker.
+//! command with a timeout reply, and hands the rest to the other workers.
 //! The stuck thread cannot be killed; if its call ever returns, it finds
 //! its slot abandoned, drops the result and exits.
+//!
+//! Workers take work from two places: continuations to resume (first: they
+//! are older), and new batches from the router. A continuation is the rest
+//! of a batch that waited for a plugin's call slot ([`bulkhead`](super::bulkhead)),
+//! or whose worker was abandoned.
+//!
+//! **The pool keeps its capacity.** The supervisor adds a worker for each
+//! one that has been inside a single call longer than the slow threshold,
+//! so that `workers` threads are always free for everyone else; a worker
+//! that finds the pool above that (a slow call returned) retires after its
+//! current work. Each check is two atomic loads per piece of work.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use abi_stable::std_types::{ROption, RSlice, RStr, RString};
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{select, Receiver, Sender, TryRecvError};
 use plugboard_interface::message::{Egress, Invocation, Originator, Span};
-use plugboard_interface::plugin::PluginBox;
 use plugboard_interface::ExtError;
 use regex::CaptureLocations;
 
 use super::builtins::{self, Builtin};
-use super::health::{Health, Outcome, PluginState};
+use super::bulkhead::{Bulkhead, Continuation, Parked};
+use super::health::{Admit, Breaker, Health, Outcome};
 use super::host::Inbound;
 use super::router::Batch;
 use super::routes::Routes;
@@ -37,20 +48,65 @@ pub(crate) struct LivePlugin {
     pub help: String,
     pub commands: Vec<String>,
     pub usages: Vec<String>,
-    pub obj: PluginBox,
+    /// The plugin object, behind its limit of calls in flight.
+    pub obj: Bulkhead,
     pub deadline: Duration,
     pub health: Health,
 }
 
-/// What every worker shares, read-only (plugin health is atomics).
+/// The worker pool's size, kept by the supervisor (which adds workers) and
+/// the workers (which retire).
+#[derive(Default)]
+pub(crate) struct Pool {
+    /// The configured number of workers.
+    pub target: usize,
+    /// Worker threads in the pool (not abandoned, not retired).
+    pub live: AtomicUsize,
+    /// Of those, the ones inside a call longer than the slow threshold.
+    pub slow: AtomicUsize,
+    /// The execution channel is closed: the pool only shrinks from now on.
+    pub closed: AtomicBool,
+}
+
+impl Pool {
+    /// Asked by a worker between two pieces of work: whether it is one too
+    /// many (more free workers than the target), in which case it is
+    /// counted out and must exit.
+    fn try_retire(&self) -> bool {
+        let mut live = self.live.load(Ordering::SeqCst);
+        loop {
+            if live <= self.target + self.slow.load(Ordering::SeqCst) {
+                return false;
+            }
+            match self.live.compare_exchange_weak(
+                live,
+                live - 1,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return true,
+                Err(now) => live = now,
+            }
+        }
+    }
+}
+
+/// What every worker shares, read-only (plugin health and the pool are
+/// atomics).
 pub(crate) struct Shared {
     pub plugins: Vec<LivePlugin>,
     pub routes: Routes,
     pub adapter_names: Vec<RString>,
     pub unmatched: Unmatched,
-    pub quarantine_after: u32,
+    pub breaker: Breaker,
     /// Worker threads abandoned in a plugin call that has not returned.
     pub abandoned: AtomicUsize,
+    pub pool: Pool,
+    /// A call running longer than this gets a worker added in its place.
+    pub slow_call: Duration,
+    /// Replies are cut to these (0: no limit).
+    pub max_reply_bytes: usize,
+    pub max_reply_lines: usize,
     pub switches: Switches,
     pub admins: Vec<String>,
 }
@@ -82,7 +138,18 @@ pub(crate) struct Step {
 
 #[derive(Clone, Copy)]
 pub(crate) enum Action {
-    Call(usize),
+    /// Call a route. `held`: a call slot was handed to it while it waited;
+    /// `trial`: it is its plugin's trial call (see `health.rs`).
+    Call {
+        route: usize,
+        held: bool,
+        trial: bool,
+    },
+    /// It waited for a call slot past the plugin's deadline: answer "busy".
+    Expired {
+        route: usize,
+        trial: bool,
+    },
     Builtin(Builtin),
     Unmatched,
 }
@@ -90,6 +157,7 @@ pub(crate) enum Action {
 /// The senders a worker needs. They live in the slot so that abandoning a
 /// stuck worker also takes them from it: a thread stuck in a plugin call
 /// must not keep the egress channels (and so shutdown) alive.
+#[derive(Clone)]
 pub(crate) struct Links {
     pub egress: Vec<Sender<Egress>>,
     pub done: Sender<u64>,
@@ -99,6 +167,9 @@ pub(crate) struct Running {
     pub message: Arc<Inbound>,
     pub route: usize,
     pub deadline: Instant,
+    /// When the call counts as slow (a worker is added in its place).
+    pub slow_at: Instant,
+    pub trial: bool,
 }
 
 #[derive(Default)]
@@ -111,6 +182,8 @@ pub(crate) struct SlotState {
     pub running: Option<Running>,
     pub links: Option<Links>,
     pub abandoned: bool,
+    /// The running call was counted in `Pool::slow`.
+    pub slow: bool,
 }
 
 #[derive(Default)]
@@ -171,9 +244,60 @@ fn command_text(message: &Inbound) -> &str {
         .unwrap_or(content)
 }
 
+/// Cuts a reply to at most `max_lines` lines and `max_bytes` bytes (0: no
+/// limit), at a line and a UTF-8 boundary, and says so at its end. `None`
+/// if it fits.
+pub(crate) fn cap_reply(text: &str, max_bytes: usize, max_lines: usize) -> Option<String> {
+    // Cheap rejection first: more than `max_lines` lines need at least
+    // `max_lines` bytes.
+    let line_cut = if max_lines > 0 && text.len() > max_lines {
+        text.match_indices('\n')
+            .nth(max_lines - 1)
+            .map(|(i, _)| i)
+            // A final newline does not start another line.
+            .filter(|&i| i + 1 < text.len())
+    } else {
+        None
+    };
+    let kept = line_cut.unwrap_or(text.len());
+    if max_bytes == 0 || kept <= max_bytes {
+        let cut = line_cut?;
+        let lines = text.trim_end_matches('\n').split('\n').count();
+        return Some(format!(
+            "{} [… reply truncated: {lines} lines, {max_lines} shown]",
+            &text[..cut]
+        ));
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let shown = &text[..end];
+    let sep = if shown.is_empty() { "" } else { " " };
+    Some(format!(
+        "{shown}{sep}[… reply truncated: {} bytes, {end} shown]",
+        text.len()
+    ))
+}
+
+/// Where a call went.
+enum Flow {
+    /// Answered (or silent): deliver this, go on with the batch.
+    Reply(Arc<Inbound>, Option<RString>),
+    /// Parked in the plugin's queue, with the rest of the batch.
+    Parked,
+}
+
+/// A worker's next piece of work.
+enum Work {
+    Batch(Batch),
+    Resume(Continuation),
+}
+
 pub(crate) struct Worker {
     pub shared: Arc<Shared>,
     pub execution: Receiver<Batch>,
+    pub resume: Receiver<Continuation>,
     pub slot: Arc<Slot>,
     /// Scratch for `RegexSet` matching, reused for every message.
     pub matched: std::cell::RefCell<Vec<bool>>,
@@ -185,26 +309,62 @@ impl Worker {
         // allocates nothing on the engine side but its reply.
         let mut captures = self.shared.routes.capture_buffers();
         let mut spans: Vec<Span> = Vec::new();
-        // A replacement worker starts with the rest of a batch.
-        if self.drain(&mut captures, &mut spans).is_err() {
-            return;
-        }
-        for batch in &self.execution {
+        loop {
+            let Some(work) = self.next() else {
+                // Execution closed and drained: the pool only shrinks now.
+                self.shared.pool.closed.store(true, Ordering::SeqCst);
+                break;
+            };
             {
                 let mut slot = self.slot.lock();
-                slot.key = batch.key;
                 slot.active = true;
-                for item in batch.items {
-                    self.expand(item, &mut slot.queue);
+                match work {
+                    Work::Batch(batch) => {
+                        slot.key = batch.key;
+                        for item in batch.items {
+                            self.expand(item, &mut slot.queue);
+                        }
+                    }
+                    Work::Resume(continuation) => {
+                        slot.key = continuation.key;
+                        slot.queue = continuation.steps;
+                    }
                 }
             }
             if self.drain(&mut captures, &mut spans).is_err() {
                 return;
             }
+            if self.shared.pool.try_retire() {
+                log::debug!("a worker retires: the pool has its capacity back");
+                break;
+            }
         }
-        // Execution closed and drained: release the senders, so the next
-        // stage can see the end.
+        // Release the senders, so the next stage can see the end.
         self.slot.lock().links = None;
+    }
+
+    /// Continuations first (they are older), then the router's batches.
+    /// `None` once the execution channel is closed and drained: the router
+    /// only closes it when no batch is in flight, so no continuation can
+    /// exist any more either.
+    fn next(&self) -> Option<Work> {
+        if let Ok(continuation) = self.resume.try_recv() {
+            return Some(Work::Resume(continuation));
+        }
+        match self.execution.try_recv() {
+            Ok(batch) => return Some(Work::Batch(batch)),
+            Err(TryRecvError::Disconnected) => {
+                return self.resume.try_recv().ok().map(Work::Resume)
+            }
+            Err(TryRecvError::Empty) => {}
+        }
+        select! {
+            recv(self.resume) -> continuation => continuation.ok().map(Work::Resume),
+            recv(self.execution) -> batch => match batch {
+                Ok(batch) => Some(Work::Batch(batch)),
+                Err(_) => self.resume.try_recv().ok().map(Work::Resume),
+            },
+        }
     }
 
     /// Turns a message into its steps: one per matching route, in route
@@ -226,7 +386,11 @@ impl Worker {
         for (index, _) in matched.iter().enumerate().filter(|(_, m)| **m) {
             queue.push_back(Step {
                 message: Arc::clone(&message),
-                action: Action::Call(index),
+                action: Action::Call {
+                    route: index,
+                    held: false,
+                    trial: false,
+                },
             });
         }
         if queue.len() == before {
@@ -237,6 +401,8 @@ impl Worker {
         }
     }
 
+    /// Runs the slot's steps until its queue is empty (the batch is done)
+    /// or the batch was parked.
     fn drain(
         &self,
         captures: &mut [CaptureLocations],
@@ -264,22 +430,34 @@ impl Worker {
                     }
                 }
             };
-            let reply = match step.action {
-                Action::Call(route) => self.call(&step.message, route, captures, spans)?,
-                Action::Unmatched => self.unmatched(&step.message),
-                Action::Builtin(builtin) => Some(
-                    builtins::run(
+            let (message, reply) = match step.action {
+                Action::Call { route, held, trial } => {
+                    match self.call(step.message, route, held, trial, captures, spans)? {
+                        Flow::Reply(message, reply) => (message, reply),
+                        Flow::Parked => return Ok(()),
+                    }
+                }
+                Action::Expired { route, trial } => {
+                    let reply = self.expired(&step.message, route, trial);
+                    (step.message, Some(reply))
+                }
+                Action::Unmatched => {
+                    let reply = self.unmatched(&step.message);
+                    (step.message, reply)
+                }
+                Action::Builtin(builtin) => {
+                    let reply = builtins::run(
                         &self.shared,
                         builtin,
                         &step.message,
                         command_text(&step.message),
-                    )
-                    .into(),
-                ),
+                    );
+                    (step.message, Some(reply.into()))
+                }
             };
             if let Some(text) = reply {
-                let egress = egress(&self.shared, &step.message, text);
-                if !send_reply(&self.slot, step.message.adapter, egress) {
+                let egress = egress(&self.shared, &message, text);
+                if !send_reply(&self.slot, message.adapter, egress) {
                     return Err(Abandoned);
                 }
             }
@@ -295,38 +473,120 @@ impl Worker {
         }
     }
 
+    /// A command that waited for a call slot past its plugin's deadline.
+    /// It counts as a timeout: the plugin's calls did not finish.
+    fn expired(&self, message: &Inbound, route: usize, trial: bool) -> RString {
+        let shared = &*self.shared;
+        let plugin = &shared.plugins[shared.routes.routes[route].plugin];
+        log::warn!(
+            "plugin `{}`: a command from {} waited {} for one of its {} calls in flight to finish; answered busy",
+            plugin.name,
+            message.message.identity,
+            super::human(plugin.deadline),
+            plugin.obj.limit()
+        );
+        plugin
+            .health
+            .record(Outcome::Timeout, &shared.breaker, trial)
+            .log("plugin", &plugin.name, &shared.breaker);
+        format!(
+            "`{}` is busy: none of its calls finished within {} (it runs {} at most at once); try again later",
+            plugin.name,
+            super::human(plugin.deadline),
+            plugin.obj.limit()
+        )
+        .into()
+    }
+
+    /// The rest of this worker's batch, `first` in front, to wait in a
+    /// plugin's queue; the worker no longer owes its `done`.
+    fn continuation(&self, first: Step) -> Continuation {
+        let mut slot = self.slot.lock();
+        slot.active = false;
+        let mut steps = std::mem::take(&mut slot.queue);
+        steps.push_front(first);
+        Continuation {
+            key: slot.key,
+            steps,
+            since: Instant::now(),
+        }
+    }
+
     /// Calls one route. `Err` means the call outlived its deadline and the
     /// slot was abandoned meanwhile.
     fn call(
         &self,
-        message: &Arc<Inbound>,
+        message: Arc<Inbound>,
         route_index: usize,
+        held: bool,
+        trial: bool,
         captures: &mut [CaptureLocations],
         spans: &mut Vec<Span>,
-    ) -> Result<Option<RString>, Abandoned> {
+    ) -> Result<Flow, Abandoned> {
         let shared = &*self.shared;
         let route = &shared.routes.routes[route_index];
         let plugin = &shared.plugins[route.plugin];
-        match plugin.health.state() {
-            PluginState::Active => {}
-            state => {
-                return Ok(Some(
-                    format!(
+        // A slot handed over while the command waited; released on drop.
+        let permit = held.then(|| plugin.obj.adopt());
+        let adapter_name = shared.adapter_names[message.adapter as usize].as_str();
+        // The room's switches first: a disabled command never becomes a
+        // trial call.
+        if let Some(scope) = shared
+            .switches
+            .disabled(&plugin.name, adapter_name, message.room())
+        {
+            if trial {
+                plugin.health.abandon_trial();
+            }
+            let text = format!("`{}` is disabled {scope}", plugin.name);
+            return Ok(Flow::Reply(message, Some(text.into())));
+        }
+        // Admitted as the trial before it waited: still the trial, unless
+        // the state changed meanwhile.
+        let trial = if trial && plugin.health.in_trial() {
+            true
+        } else {
+            match plugin.health.admit() {
+                Admit::Call => false,
+                Admit::Trial => true,
+                Admit::Refuse(state) => {
+                    let text = format!(
                         "`{}` is {state}; ask an operator to re-enable it",
                         plugin.name
-                    )
-                    .into(),
-                ))
+                    );
+                    return Ok(Flow::Reply(message, Some(text.into())));
+                }
             }
-        }
-        let adapter_name = shared.adapter_names[message.adapter as usize].as_str();
-        let room = message.room();
-        if let Some(scope) = shared.switches.disabled(&plugin.name, adapter_name, room) {
-            return Ok(Some(
-                format!("`{}` is disabled {scope}", plugin.name).into(),
-            ));
-        }
-        let text = command_text(message);
+        };
+        let permit = match permit.or_else(|| plugin.obj.try_acquire()) {
+            Some(permit) => permit,
+            None => {
+                let first = Step {
+                    message: Arc::clone(&message),
+                    action: Action::Call {
+                        route: route_index,
+                        held: false,
+                        trial,
+                    },
+                };
+                match plugin.obj.park(|| self.continuation(first)) {
+                    Parked::Waiting => return Ok(Flow::Parked),
+                    Parked::Go(permit) => permit,
+                    Parked::Full(waiting) => {
+                        if trial {
+                            plugin.health.abandon_trial();
+                        }
+                        let text = format!(
+                            "`{}` is busy: {waiting} commands are already waiting for it; try again later",
+                            plugin.name
+                        );
+                        return Ok(Flow::Reply(message, Some(text.into())));
+                    }
+                }
+            }
+        };
+
+        let text = command_text(&message);
         let locs = &mut captures[route_index];
         spans.clear();
         if route.regex.captures_read(locs, text).is_some() {
@@ -344,7 +604,7 @@ impl Worker {
         let inner = &message.message;
         let invocation = Invocation {
             command: route.command,
-            adapter: RStr::from_str(&shared.adapter_names[message.adapter as usize]),
+            adapter: RStr::from_str(adapter_name),
             room: inner.room.as_ref().map(|r| r.as_rstr()),
             identity: inner.identity.as_rstr(),
             text: RStr::from_str(text),
@@ -353,11 +613,13 @@ impl Worker {
 
         let started = Instant::now();
         self.slot.lock().running = Some(Running {
-            message: Arc::clone(message),
+            message: Arc::clone(&message),
             route: route_index,
             deadline: started + plugin.deadline,
+            slow_at: started + shared.slow_call.min(plugin.deadline),
+            trial,
         });
-        let result = plugin.obj.call(&invocation).into_result();
+        let result = permit.plugin().call(&invocation).into_result();
         {
             let mut slot = self.slot.lock();
             if slot.abandoned {
@@ -370,10 +632,16 @@ impl Worker {
                     plugin.commands[route.command as usize],
                     started.elapsed()
                 );
+                drop(permit);
                 return Err(Abandoned);
             }
             slot.running = None;
+            if std::mem::take(&mut slot.slow) {
+                shared.pool.slow.fetch_sub(1, Ordering::SeqCst);
+            }
         }
+        // Outside the slot lock: this may hand the slot to a waiter.
+        drop(permit);
         plugin.health.record_latency(started.elapsed());
 
         let command = &plugin.commands[route.command as usize];
@@ -397,14 +665,27 @@ impl Worker {
                 )
             }
         };
-        if plugin.health.record(outcome, shared.quarantine_after) {
-            log::warn!(
-                "plugin `{}` quarantined after {} consecutive failures",
-                plugin.name,
-                shared.quarantine_after
-            );
-        }
-        Ok(reply)
+        plugin.health.record(outcome, &shared.breaker, trial).log(
+            "plugin",
+            &plugin.name,
+            &shared.breaker,
+        );
+        let reply = reply.map(|text| {
+            match cap_reply(&text, shared.max_reply_bytes, shared.max_reply_lines) {
+                None => text,
+                Some(cut) => {
+                    log::debug!(
+                        "plugin `{}` command `{command}` replied {} bytes in {} lines; cut to {} bytes",
+                        plugin.name,
+                        text.len(),
+                        text.lines().count(),
+                        cut.len()
+                    );
+                    cut.into()
+                }
+            }
+        });
+        Ok(Flow::Reply(message, reply))
     }
 }
 
@@ -421,5 +702,43 @@ fn error_reply(plugin: &str, command: &str, identity: &str, err: ExtError) -> RS
             log::warn!("plugin `{plugin}` command `{command}` failed (from {identity}): {other}");
             format!("`{plugin}` failed: {}", other.message()).into()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cap_reply;
+
+    #[test]
+    fn replies_are_cut_at_line_and_character_boundaries_and_say_so() {
+        assert_eq!(cap_reply("short", 16, 2), None);
+        assert_eq!(
+            cap_reply("a\nb\n", 16, 2),
+            None,
+            "a final newline is no line"
+        );
+        assert_eq!(
+            cap_reply("a\nb\nc\nd", 0, 2).as_deref(),
+            Some("a\nb [… reply truncated: 4 lines, 2 shown]")
+        );
+        assert_eq!(
+            cap_reply(&"x".repeat(100), 10, 0).as_deref(),
+            Some("xxxxxxxxxx [… reply truncated: 100 bytes, 10 shown]")
+        );
+        // `é` is two bytes: a cut in its middle moves back before it.
+        assert_eq!(
+            cap_reply("aéé", 2, 0).as_deref(),
+            Some("a [… reply truncated: 5 bytes, 1 shown]")
+        );
+        assert_eq!(
+            cap_reply("éé", 1, 0).as_deref(),
+            Some("[… reply truncated: 4 bytes, 0 shown]")
+        );
+        // Both limits: the lines first, then the bytes of what is left.
+        assert_eq!(
+            cap_reply("aaaa\nbbbb\ncccc", 7, 2).as_deref(),
+            Some("aaaa\nbb [… reply truncated: 14 bytes, 7 shown]")
+        );
+        assert_eq!(cap_reply(&"y".repeat(1000), 0, 0), None, "0: no limits");
     }
 }

@@ -115,6 +115,11 @@ impl Replies {
             .collect()
     }
 
+    /// The channel itself, to wait for a reply or something else.
+    pub fn receiver(&self) -> &Receiver<ClientMessage> {
+        &self.0
+    }
+
     /// Blocks until `n` more replies have arrived (a minute at most, as a
     /// guard against a hung engine, not a timing assumption).
     pub fn wait_for(&self, n: usize) -> Vec<String> {
