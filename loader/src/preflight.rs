@@ -43,10 +43,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{unbounded, Receiver, RecvTimeoutError};
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError};
 
 use crate::error::{LoadError, LoadErrorKind};
-use crate::library::{self, Candidate};
+use crate::library::{self, Candidate, Mapping, Prepared};
 use crate::trust::{self, TrustPolicy};
 
 /// The first argument that starts an executable as a pre-flight child.
@@ -159,6 +159,20 @@ struct Job {
 }
 
 fn child_main() -> io::Result<()> {
+    // If the engine dies, so does its pre-flight child. The engine's pid is
+    // our second argument: if it is gone already (before the `prctl`), we
+    // have been re-parented and stop here.
+    // SAFETY: PR_SET_PDEATHSIG with a signal number has no memory effects.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let parent = std::env::args().nth(2).and_then(|p| p.parse::<i32>().ok());
+    // SAFETY: getppid has no preconditions.
+    if parent != Some(unsafe { libc::getppid() }) {
+        return Err(io::Error::other(
+            "the engine that started this child is gone",
+        ));
+    }
     // Ctrl-C in a terminal reaches the whole process group; the parent
     // decides when the child ends, and must not blame a library for it.
     // SAFETY: setting a signal's disposition to SIG_IGN is always sound.
@@ -177,7 +191,9 @@ fn child_main() -> io::Result<()> {
     };
     let deadline = Duration::from_millis(job.load_deadline_ms);
     for (i, path) in job.paths.iter().enumerate() {
-        let verdict = match library::open_within(path, &policy, deadline) {
+        let verdict = match library::prepare_as(path, &policy, Mapping::InPlace)
+            .and_then(|p| p.open(deadline))
+        {
             Ok(_) => Verdict {
                 i,
                 cause: None,
@@ -239,14 +255,76 @@ pub fn open_all(
     load_deadline: Duration,
     mut each: impl FnMut(&Path, Result<Candidate, LoadError>),
 ) {
-    let open = |path: &Path| {
-        log::info!("loading {}", path.display());
-        library::open_within(path, policy, load_deadline)
-    };
-    let Some(preflight) = preflight else {
-        paths.iter().for_each(|p| each(p, open(p)));
-        return;
-    };
+    std::thread::scope(|scope| {
+        // Checks and snapshots (no library code runs) are made on a helper
+        // thread, ahead of the in-process opening and of the child's
+        // verdicts: on two cores, the three overlap.
+        let (ahead, prepared) = bounded(PREPARE_AHEAD);
+        let spawned = thread::Builder::new()
+            .name("preflight-prepare".into())
+            .spawn_scoped(scope, move || {
+                for path in paths {
+                    if ahead.send(library::prepare(path, policy)).is_err() {
+                        break;
+                    }
+                }
+            });
+        let late;
+        let prepared = match spawned {
+            Ok(_) => prepared,
+            Err(e) => {
+                log::warn!("cannot start the preparing thread: {e}; preparing in turn");
+                let (ahead, rx) = bounded(paths.len().max(1));
+                for path in paths {
+                    let _ = ahead.send(library::prepare(path, policy));
+                }
+                late = rx;
+                late
+            }
+        };
+        match preflight {
+            Some(preflight) => run_children(
+                paths,
+                preflight,
+                policy,
+                load_deadline,
+                &prepared,
+                &mut each,
+            ),
+            None => {
+                for path in paths {
+                    let outcome =
+                        next_prepared(&prepared).and_then(|p| open(path, p, load_deadline));
+                    each(path, outcome);
+                }
+            }
+        }
+    })
+}
+
+fn next_prepared(prepared: &Receiver<Result<Prepared, LoadError>>) -> Result<Prepared, LoadError> {
+    prepared
+        .recv()
+        .expect("invariant: the preparing side sends one result per path, in order")
+}
+
+fn open(path: &Path, prepared: Prepared, load_deadline: Duration) -> Result<Candidate, LoadError> {
+    log::info!("loading {}", path.display());
+    prepared.open(load_deadline)
+}
+
+/// How many prepared libraries (their snapshots) may wait for a verdict.
+const PREPARE_AHEAD: usize = 8;
+
+/// The verdict loop: one child after another until every library has one.
+fn run_children(
+    paths: &[PathBuf],
+    preflight: &Preflight,
+    policy: &TrustPolicy,
+    load_deadline: Duration,
+    prepared: &Receiver<Result<Prepared, LoadError>>,
+    each: &mut impl FnMut(&Path, Result<Candidate, LoadError>),
+) {
     let mut next = 0;
     while next < paths.len() {
         let rest = &paths[next..];
@@ -257,35 +335,42 @@ pub fn open_all(
                     "cannot start the pre-flight child {}: {e}; opening the remaining libraries in-process",
                     preflight.exe.display()
                 );
-                rest.iter().for_each(|p| each(p, open(p)));
+                for path in rest {
+                    each(
+                        path,
+                        next_prepared(prepared).and_then(|p| open(path, p, load_deadline)),
+                    );
+                }
                 return;
             }
         };
         for (i, path) in rest.iter().enumerate() {
             log::debug!("pre-flight: {}", path.display());
-            match child.verdict(i, load_deadline) {
-                Ok(()) => each(path, open(path)),
-                Err(failure) => {
-                    let stop = !matches!(
-                        failure,
-                        PreflightFailure::Refused(_) | PreflightFailure::RefusedWithDetail { .. }
-                    );
-                    if stop {
-                        child.log_stderr(path);
-                    }
-                    each(
-                        path,
-                        Err(LoadError::at(path, LoadErrorKind::Preflight(failure))),
-                    );
-                    next += 1;
-                    if stop {
-                        // This child is gone (or killed): a new one takes the rest.
-                        break;
-                    }
-                    continue;
-                }
-            }
+            let verdict = child.verdict(i, load_deadline);
             next += 1;
+            let stop = matches!(
+                verdict,
+                Err(PreflightFailure::Died(_)
+                    | PreflightFailure::Hung(_)
+                    | PreflightFailure::Garbled(_))
+            );
+            if stop {
+                child.log_stderr(path);
+            }
+            // A failure of our own checks comes first: it is the engine's
+            // verdict, and the child found the same (it made the same checks).
+            let outcome = match (next_prepared(prepared), verdict) {
+                (Err(e), _) => Err(e),
+                (Ok(prepared), Ok(())) => open(path, prepared, load_deadline),
+                (Ok(_), Err(failure)) => {
+                    Err(LoadError::at(path, LoadErrorKind::Preflight(failure)))
+                }
+            };
+            each(path, outcome);
+            if stop {
+                // This child is gone (or killed): a new one takes the rest.
+                break;
+            }
         }
         child.finish();
     }
@@ -309,7 +394,6 @@ impl Running {
         policy: &TrustPolicy,
         load_deadline: Duration,
     ) -> io::Result<Self> {
-        use std::os::unix::process::CommandExt;
         let job = Job {
             allow_writable: policy.allow_writable,
             allowlist: policy
@@ -329,16 +413,10 @@ impl Running {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        // SAFETY: the closure only calls `prctl`, which is async-signal-safe.
-        unsafe {
-            command.pre_exec(|| {
-                // If the engine dies, so does its pre-flight child.
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        // The child arranges to die with us itself (see `child_main`): a
+        // `pre_exec` hook would force a full `fork` instead of `posix_spawn`,
+        // which costs milliseconds at every start.
+        command.arg(std::process::id().to_string());
         let mut child = command.spawn()?;
         let stdin = child.stdin.take();
         let stdout = child.stdout.take();

@@ -86,6 +86,17 @@ impl Snapshot {
         private_copy(source, keep, &std::env::temp_dir())
     }
 
+    /// No snapshot: `dlopen` maps `path` itself, and `file` (a descriptor of
+    /// it) is what the checks read. For the pre-flight child only, which
+    /// exists to survive the library, not to keep running it.
+    pub(crate) fn in_place(file: File, path: PathBuf) -> Snapshot {
+        Snapshot {
+            file: Some(file),
+            dlopen_path: path,
+            private_dir: None,
+        }
+    }
+
     /// The path to give `dlopen`: never shown to users, who see the
     /// library's own path.
     pub(crate) fn dlopen_path(&self) -> &Path {

@@ -18,7 +18,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -281,9 +281,17 @@ pub fn open_within(
     policy: &TrustPolicy,
     deadline: Duration,
 ) -> Result<Candidate, LoadError> {
-    let fail = |kind| LoadError::at(path, kind);
-    let header = open_header(path, policy).map_err(fail)?;
+    prepare(path, policy)?.open(deadline)
+}
 
+/// From abi_stable's header on: kind, interface version, layout, then the
+/// `manifest` within `deadline`, validated.
+fn finish(
+    path: &Path,
+    header: &'static LibHeader,
+    deadline: Duration,
+) -> Result<Candidate, LoadError> {
+    let fail = |kind| LoadError::at(path, kind);
     let consts = header.root_mod_consts();
     let kind = match consts.base_name().as_str() {
         b if b == PluginRoot_Ref::BASE_NAME => Kind::Plugin,
@@ -330,17 +338,85 @@ pub fn open_within(
     }
 }
 
-/// Everything up to abi_stable's header: the file, the trust checks, the
-/// snapshot (see [`crate::snapshot`]), the allowlist, the ELF header, the
-/// dynamic linker (binding every symbol now), the root-module symbol.
+/// How a prepared library is mapped by the dynamic linker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mapping {
+    /// From a private, sealed snapshot (see [`crate::snapshot`]): what the
+    /// engine always does.
+    Snapshot,
+    /// From the file itself: the pre-flight child, which only has to
+    /// survive the library, saves the copy.
+    InPlace,
+}
+
+/// A library file that passed every check made before any of its code can
+/// run: the file, the trust checks, the snapshot, the allowlist, the ELF
+/// header. [`Prepared::open`] runs the rest (the dynamic linker onwards).
 ///
-/// Errors never mention the snapshot: the caller names the library by the
-/// path it was given.
-fn open_header(path: &Path, policy: &TrustPolicy) -> Result<&'static LibHeader, LoadErrorKind> {
-    let absolute = trust::absolute(path).map_err(LoadErrorKind::Metadata)?;
-    check_file(&absolute)?;
-    let resolved =
-        trust::check_library_path(&absolute, policy).map_err(LoadErrorKind::Untrusted)?;
+/// Preparing is separate so that it can overlap the pre-flight child's
+/// work on the same library (see [`crate::preflight`]).
+pub struct Prepared {
+    path: PathBuf,
+    absolute: PathBuf,
+    snapshot: Snapshot,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// Checks `path` up to, not including, running its code (see [`Prepared`]).
+pub fn prepare(path: &Path, policy: &TrustPolicy) -> Result<Prepared, LoadError> {
+    prepare_as(path, policy, Mapping::Snapshot)
+}
+
+pub(crate) fn prepare_as(
+    path: &Path,
+    policy: &TrustPolicy,
+    mapping: Mapping,
+) -> Result<Prepared, LoadError> {
+    let fail = |kind| LoadError::at(path, kind);
+    let absolute = trust::absolute(path)
+        .map_err(LoadErrorKind::Metadata)
+        .map_err(fail)?;
+    let snapshot = checked_snapshot(&absolute, policy, mapping).map_err(fail)?;
+    Ok(Prepared {
+        path: path.to_owned(),
+        absolute,
+        snapshot,
+    })
+}
+
+impl Prepared {
+    /// The library's path, as given.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Opens the prepared library: the dynamic linker (which runs its
+    /// initialisers), abi_stable's header, kind, version, layout, then its
+    /// `manifest` within `deadline`, validated.
+    pub fn open(self, deadline: Duration) -> Result<Candidate, LoadError> {
+        let path = self.path.clone();
+        let fail = |kind| LoadError::at(&path, kind);
+        let header = open_header(self.snapshot, &self.absolute).map_err(fail)?;
+        finish(&path, header, deadline)
+    }
+}
+
+/// The file, the trust checks, the snapshot (see [`crate::snapshot`]), the
+/// allowlist, the ELF header: everything before the library's code runs.
+fn checked_snapshot(
+    absolute: &Path,
+    policy: &TrustPolicy,
+    mapping: Mapping,
+) -> Result<Snapshot, LoadErrorKind> {
+    check_file(absolute)?;
+    let resolved = trust::check_library_path(absolute, policy).map_err(LoadErrorKind::Untrusted)?;
 
     // One descriptor: its metadata is what the owner check sees, and its
     // bytes are what the snapshot holds.
@@ -352,14 +428,24 @@ fn open_header(path: &Path, policy: &TrustPolicy) -> Result<&'static LibHeader, 
     if meta.len() == 0 {
         return Err(LoadErrorKind::Empty);
     }
-    trust::check_library_file(&meta, &absolute, &resolved, policy)
+    trust::check_library_file(&meta, absolute, &resolved, policy)
         .map_err(LoadErrorKind::Untrusted)?;
-    // The snapshot keeps what the dynamic linker maps (see `snapshot`).
-    #[cfg(target_os = "linux")]
-    let keep = &crate::elf::mapped_extent;
-    #[cfg(not(target_os = "linux"))]
-    let keep = &|_: &[u8]| None;
-    let mut snapshot = Snapshot::take(&mut file, keep).map_err(LoadErrorKind::Read)?;
+    let mut snapshot = match mapping {
+        Mapping::Snapshot => {
+            // The snapshot keeps what the dynamic linker maps (see `snapshot`).
+            #[cfg(target_os = "linux")]
+            let keep = &crate::elf::mapped_extent;
+            #[cfg(not(target_os = "linux"))]
+            let keep = &|_: &[u8]| None;
+            Snapshot::take(&mut file, keep).map_err(LoadErrorKind::Read)?
+        }
+        Mapping::InPlace => {
+            // A second descriptor of the same open file: it shares the
+            // offset, so the digest below still reads the file once.
+            let same = file.try_clone().map_err(LoadErrorKind::Read)?;
+            Snapshot::in_place(same, resolved.clone())
+        }
+    };
 
     if let Some(allowlist) = &policy.allowlist {
         // The whole file, as `sha256sum` sees it: the snapshot's bytes, then
@@ -381,7 +467,15 @@ fn open_header(path: &Path, policy: &TrustPolicy) -> Result<&'static LibHeader, 
             .head(crate::elf::HEAD_LEN)
             .map_err(LoadErrorKind::Read)?,
     )?;
+    Ok(snapshot)
+}
 
+/// The dynamic linker (binding every symbol now) and the root-module
+/// symbol, up to abi_stable's header.
+///
+/// Errors never mention the snapshot: they name the library by `absolute`
+/// where the dynamic linker's message would show the snapshot's name.
+fn open_header(snapshot: Snapshot, absolute: &Path) -> Result<&'static LibHeader, LoadErrorKind> {
     // Every symbol is bound now (RTLD_NOW), so a library calling something
     // no library defines is refused here, not at its first call with the
     // process killed by "symbol lookup error". RTLD_LOCAL: its symbols stay
@@ -392,7 +486,7 @@ fn open_header(path: &Path, policy: &TrustPolicy) -> Result<&'static LibHeader, 
     // nothing else of the caller.
     let library =
         unsafe { libloading::os::unix::Library::open(Some(snapshot.dlopen_path()), flags) }
-            .map_err(|e| open_error(snapshot.dlopen_path(), &absolute, &e.to_string()))?;
+            .map_err(|e| open_error(snapshot.dlopen_path(), absolute, &e.to_string()))?;
     snapshot.keep();
     // Never unloaded: abi_stable hands out `'static` references into it.
     let library: &'static libloading::os::unix::Library = Box::leak(Box::new(library));
