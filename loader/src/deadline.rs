@@ -22,6 +22,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::Duration;
 
+use crate::engine::human;
+
 use crossbeam_channel::{bounded, RecvTimeoutError};
 
 /// How long `manifest` and `init` may run by default: long enough for an
@@ -88,17 +90,6 @@ pub(crate) fn call_within<T: Send + 'static>(
             drop(rx);
             Err(Missed::Overdue)
         }
-    }
-}
-
-/// `200 ms`, `5 s`, `2.5 s`.
-pub(crate) fn human(d: Duration) -> String {
-    if d < Duration::from_secs(1) {
-        format!("{} ms", d.as_millis())
-    } else if d.subsec_millis() == 0 {
-        format!("{} s", d.as_secs())
-    } else {
-        format!("{:.1} s", d.as_secs_f64())
     }
 }
 

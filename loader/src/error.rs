@@ -317,7 +317,7 @@ impl fmt::Display for LoadErrorKind {
             Overdue { stage, deadline } => write!(
                 f,
                 "{stage} did not return within {}",
-                crate::deadline::human(*deadline)
+                crate::engine::human(*deadline)
             ),
             NoThread { stage, source } => {
                 write!(f, "cannot start a thread to call {stage}: {source}")

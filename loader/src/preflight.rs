@@ -45,6 +45,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError};
 
+use crate::engine::human;
 use crate::error::{LoadError, LoadErrorKind};
 use crate::library::{self, Candidate, Mapping, Prepared};
 use crate::trust::{self, TrustPolicy};
@@ -228,14 +229,6 @@ fn private_stdout() -> io::Result<std::fs::File> {
     }
     // SAFETY: `fd` is a fresh descriptor that nothing else owns.
     Ok(unsafe { std::fs::File::from_raw_fd(fd) })
-}
-
-fn human(d: Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        format!("{} s", d.as_secs())
-    } else {
-        format!("{} ms", d.as_millis())
-    }
 }
 
 fn one_line(text: &str) -> String {
