@@ -84,7 +84,10 @@ pub enum WhenFull {
     /// conversations holding more than their fair share of the backlog
     /// (`max_pending` divided by the conversations with commands in flight
     /// or waiting), while conversations under their share (one command,
-    /// say) are still admitted, up to `2 * max_pending` commands in all.
+    /// say) are still admitted: up to `2 * max_pending` commands in all,
+    /// and past that in place of a waiting command of the heaviest
+    /// conversation while it holds more than its share (that command is
+    /// answered "busy" instead).
     /// A busy reply names the command (``busy: too many of your commands
     /// are queued; `!cmd` was dropped``) and comes in the conversation's
     /// order, like every other reply: after the replies to its earlier

@@ -22,7 +22,11 @@
 //! - Once `max_pending` commands wait, a command of a conversation already
 //!   holding its fair share (`max_pending` / conversations in flight or
 //!   waiting) is refused; up to `2 * max_pending` commands, a conversation
-//!   under its share (one with a single command, say) is still admitted.
+//!   under its share (one with a single command, say) is still admitted,
+//!   and past that it takes the place of the newest waiting command of the
+//!   heaviest conversation (tracked cheaply: the one last seen holding the
+//!   most), if that one holds more than its share (that command is refused
+//!   instead).
 //! - **A refusal is queued in the conversation's backlog as a busy marker,
 //!   never answered by the router**: the worker running the batch answers
 //!   it ("busy: ... `!cmd` was dropped") in its place, after the replies to
@@ -154,6 +158,8 @@ struct Conv {
     commands: usize,
     /// Busy markers in `backlog`.
     markers: usize,
+    /// One past the last command in `backlog` (0: none).
+    commands_end: usize,
     /// In the ready queue rather than in flight.
     ready: bool,
 }
@@ -170,6 +176,9 @@ struct State {
     pending: usize,
     /// Busy markers held here, in backlogs.
     markers: usize,
+    /// The conversation that held the most waiting commands when last
+    /// checked (`WhenFull::Reject`): where room is made at the bound.
+    heaviest: u64,
 }
 
 impl State {
@@ -184,9 +193,75 @@ impl State {
         };
         Batch { key, items }
     }
+
+    fn commands_of(&self, key: u64) -> usize {
+        self.convs.get(&key).map_or(0, |c| c.commands)
+    }
+
+    /// `key` just got a command: is it now the heaviest conversation?
+    fn note_heavier(&mut self, key: u64) {
+        if key != self.heaviest && self.commands_of(key) > self.commands_of(self.heaviest) {
+            self.heaviest = key;
+        }
+    }
+
+    /// At the bound, a command of a conversation under its share (`key`)
+    /// takes the place of the newest waiting command of the heaviest
+    /// conversation, if that one holds more than its share: that command is
+    /// refused instead (a busy marker in its place, so in order). Whether
+    /// room was made.
+    fn make_room(&mut self, key: u64, share: usize) -> bool {
+        if key == self.heaviest {
+            return false;
+        }
+        let Some(heaviest) = self.convs.get_mut(&self.heaviest) else {
+            return false;
+        };
+        if heaviest.commands <= share || !heaviest.refuse_last_command() {
+            return false;
+        }
+        self.pending -= 1;
+        self.markers += 1;
+        true
+    }
 }
 
 impl Conv {
+    fn push_command(&mut self, inbound: Inbound) {
+        self.backlog.push(Item::Command(inbound));
+        self.commands += 1;
+        self.commands_end = self.backlog.len();
+    }
+
+    /// Turns the last command of the backlog into a busy marker; false if
+    /// there is none.
+    fn refuse_last_command(&mut self) -> bool {
+        let Some(last) = self.commands_end.checked_sub(1) else {
+            return false;
+        };
+        let Some(Item::Command(message)) = self.backlog.get_mut(last) else {
+            return false;
+        };
+        let placeholder = Inbound {
+            adapter: message.adapter,
+            message: plugboard_interface::message::RawMessage {
+                room: abi_stable::std_types::ROption::RNone,
+                identity: RString::new(),
+                content: RString::new(),
+            },
+        };
+        let message = std::mem::replace(message, placeholder);
+        self.backlog[last] = Item::busy(message);
+        self.commands -= 1;
+        self.markers += 1;
+        // Usually the one before (commands come first, refusals after).
+        self.commands_end = self.backlog[..last]
+            .iter()
+            .rposition(|item| matches!(item, Item::Command(_)))
+            .map_or(0, |i| i + 1);
+        true
+    }
+
     /// The backlog, as the next batch (in flight); the counts of what the
     /// router holds go down by what leaves.
     fn take(&mut self, pending: &mut usize, markers: &mut usize) -> Vec<Item> {
@@ -194,6 +269,7 @@ impl Conv {
         *markers -= self.markers;
         self.commands = 0;
         self.markers = 0;
+        self.commands_end = 0;
         self.ready = false;
         std::mem::take(&mut self.backlog)
     }
@@ -291,10 +367,8 @@ impl Router {
     fn enqueue(&self, st: &mut State, inbound: Inbound) -> Result<(), Gone> {
         let key = conversation_key(&inbound);
         match st.convs.entry(key) {
-            Entry::Occupied(mut conv) => {
-                let conv = conv.get_mut();
-                conv.backlog.push(Item::Command(inbound));
-                conv.commands += 1;
+            Entry::Occupied(conv) => {
+                conv.into_mut().push_command(inbound);
                 st.pending += 1;
                 Ok(())
             }
@@ -312,67 +386,71 @@ impl Router {
         // Under pressure, a conversation keeps at most its fair share of the
         // backlog; the total stays under twice `max_pending`.
         let share = (max / st.convs.len().max(1)).max(1);
-        let (pending, markers) = (st.pending, st.markers);
-        // Only the router sends on the execution channel: if it has room now,
-        // a send cannot wait.
-        let room = st.ready.is_empty() && !self.execution.is_full();
+        let under = st.convs.get(&key).map_or(0, |c| c.commands) < share;
+        if st.pending < max || (under && (st.pending < 2 * max || st.make_room(key, share))) {
+            return self.admit_command(st, key, inbound);
+        }
+        Ok(self.refuse(st, key, inbound, share))
+    }
+
+    fn admit_command(&self, st: &mut State, key: u64, inbound: Inbound) -> Result<Admitted, Gone> {
         match st.convs.entry(key) {
-            Entry::Occupied(mut conv) => {
-                let conv = conv.get_mut();
-                let over = pending >= max && (conv.commands >= share || pending >= 2 * max);
-                if !over {
-                    conv.backlog.push(Item::Command(inbound));
-                    conv.commands += 1;
-                    st.pending += 1;
-                    return Ok(Admitted::Done);
+            Entry::Occupied(conv) => conv.into_mut().push_command(inbound),
+            Entry::Vacant(slot) => {
+                // Only the router sends on the execution channel: if it has
+                // room now, this send cannot wait.
+                if st.ready.is_empty() && !self.execution.is_full() {
+                    slot.insert(Conv::default());
+                    let batch = vec![Item::Command(inbound)];
+                    return self.dispatch(key, batch).map(|()| Admitted::Done);
                 }
-                // Markers are kept one per command up to `max_pending` in all,
-                // and a conversation's fair share past that; then its
+                slot.insert(Conv {
+                    ready: true,
+                    ..Conv::default()
+                })
+                .push_command(inbound);
+                st.ready.push_back(key);
+            }
+        }
+        st.pending += 1;
+        st.note_heavier(key);
+        Ok(Admitted::Done)
+    }
+
+    /// Refuses a command: a busy marker at the end of its conversation's
+    /// backlog (or of a new one, ready at once).
+    fn refuse(&self, st: &mut State, key: u64, inbound: Inbound, share: usize) -> Admitted {
+        let max = self.max_pending;
+        match st.convs.entry(key) {
+            Entry::Occupied(conv) => {
+                let conv = conv.into_mut();
+                // Markers are kept one per command up to `max_pending` in
+                // all, and a conversation's fair share past that; then its
                 // consecutive refusals share one.
-                if markers >= max && conv.markers >= share {
+                if st.markers >= max && conv.markers >= share {
                     if let Some(Item::Busy { more, .. }) = conv.backlog.last_mut() {
                         *more += 1;
-                        return Ok(Admitted::Done);
+                        return Admitted::Done;
                     }
                 }
                 conv.backlog.push(Item::busy(inbound));
                 conv.markers += 1;
-                st.markers += 1;
-                Ok(Admitted::Done)
             }
+            // Nothing in flight: a marker still (the router never waits for
+            // an egress channel), unless too many wait already.
+            Entry::Vacant(_) if st.markers >= 2 * max => return Admitted::Hold(inbound),
             Entry::Vacant(slot) => {
-                let conv = if pending < 2 * max {
-                    if room {
-                        slot.insert(Conv::default());
-                        let batch = vec![Item::Command(inbound)];
-                        return self.dispatch(key, batch).map(|()| Admitted::Done);
-                    }
-                    st.pending += 1;
-                    Conv {
-                        backlog: vec![Item::Command(inbound)],
-                        commands: 1,
-                        ..Conv::default()
-                    }
-                } else if markers < 2 * max {
-                    // Refused, with nothing in flight: a marker still (the
-                    // router never waits for an egress channel).
-                    st.markers += 1;
-                    Conv {
-                        backlog: vec![Item::busy(inbound)],
-                        markers: 1,
-                        ..Conv::default()
-                    }
-                } else {
-                    return Ok(Admitted::Hold(inbound));
-                };
                 slot.insert(Conv {
+                    backlog: vec![Item::busy(inbound)],
+                    markers: 1,
                     ready: true,
-                    ..conv
+                    ..Conv::default()
                 });
                 st.ready.push_back(key);
-                Ok(Admitted::Done)
             }
         }
+        st.markers += 1;
+        Admitted::Done
     }
 
     /// A batch of conversation `key` is done: its backlog leaves as the next
@@ -531,6 +609,55 @@ mod tests {
         assert!(commands <= 1 + MAX, "{commands} commands admitted");
         // Markers one per command up to `max_pending`, then shared.
         assert!(flooder.len() - commands <= MAX + 1, "{flooder:?}");
+    }
+
+    #[test]
+    fn at_the_bound_a_light_user_takes_the_place_of_the_flooders_newest_command() {
+        const MAX: usize = 4;
+        let (ingress, batches, done, router) = router(MAX, 1024);
+        // In flight: the first; waiting: `MAX` more; refused: the rest.
+        for i in 0..20 {
+            ingress.send(message("flooder", &format!("!f{i}"))).unwrap();
+        }
+        // `MAX` light users fit beside the flooder's `MAX` waiting commands;
+        // past the bound, each next one takes the place of the flooder's
+        // newest waiting command, down to the flooder's fair share (one):
+        // `2 * MAX - 1` light users in all, the next one is refused.
+        for i in 0..2 * MAX {
+            ingress
+                .send(message(&format!("light{i}"), "!light"))
+                .unwrap();
+        }
+        // Read once the router is done with the last light user: only then
+        // may the test's worker start.
+        ingress.send(message("flooder", "!f20")).unwrap();
+        drained(&ingress);
+        drop(ingress);
+        let seen = work(&batches, &done);
+        router.join().unwrap();
+
+        let refused: Vec<usize> = (0..2 * MAX)
+            .filter(|i| seen[&format!("light{i}")][0].1)
+            .collect();
+        assert_eq!(refused, [2 * MAX - 1], "{seen:?}");
+        let flooder: Vec<(usize, bool)> = seen["flooder"]
+            .iter()
+            .flat_map(|(text, busy, more)| {
+                let n: usize = text[2..].parse().unwrap();
+                (n..=n + *more as usize).map(move |n| (n, *busy))
+            })
+            .collect();
+        let run: Vec<usize> = flooder
+            .iter()
+            .filter(|(_, busy)| !busy)
+            .map(|(n, _)| *n)
+            .collect();
+        assert_eq!(run, [0, 1], "the first, then its share of one: {flooder:?}");
+        assert_eq!(
+            flooder.iter().map(|(n, _)| *n).collect::<Vec<_>>(),
+            (0..21).collect::<Vec<_>>(),
+            "every command once, in order"
+        );
     }
 
     #[test]
