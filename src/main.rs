@@ -192,7 +192,8 @@ struct RunArgs {
     grace_period: Option<f64>,
 
     /// What happens when the engine is full: wait (nothing is lost, input
-    /// slows down) or reject (the user gets a "busy" reply) [default: block].
+    /// slows down) or reject (users over their fair share of the backlog get
+    /// "busy" replies, in order) [default: block].
     #[arg(long, value_enum)]
     when_full: Option<Full>,
 
