@@ -60,6 +60,14 @@ enum Command {
         /// Offered load in lines per second (0: as fast as possible).
         #[arg(long, default_value_t = 0)]
         rate: u64,
+        /// The flood workload instead: one user sends 9 lines in 10, and
+        /// every 10th line is a new user's only command; reports the share
+        /// of each class that was shed (see `--when-full`).
+        #[arg(long)]
+        flood: bool,
+        /// What happens when the engine is full [default: block].
+        #[arg(long, value_enum)]
+        when_full: Option<Full>,
     },
 }
 
@@ -184,7 +192,8 @@ struct RunArgs {
     grace_period: Option<f64>,
 
     /// What happens when the engine is full: wait (nothing is lost, input
-    /// slows down) or reject (the user gets a "busy" reply) [default: block].
+    /// slows down) or reject (users over their fair share of the backlog get
+    /// "busy" replies, in order) [default: block].
     #[arg(long, value_enum)]
     when_full: Option<Full>,
 
@@ -197,6 +206,15 @@ struct RunArgs {
 enum Full {
     Block,
     Reject,
+}
+
+impl From<Full> for WhenFull {
+    fn from(full: Full) -> Self {
+        match full {
+            Full::Block => WhenFull::Block,
+            Full::Reject => WhenFull::Reject,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -266,7 +284,12 @@ fn run() -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
-        Some(Command::Bench { lines, rate }) => {
+        Some(Command::Bench {
+            lines,
+            rate,
+            flood,
+            when_full,
+        }) => {
             let options = plugboard_demo::Options {
                 load_path,
                 trust,
@@ -275,18 +298,27 @@ fn run() -> anyhow::Result<ExitCode> {
                 engine: EngineConfig {
                     unmatched: Unmatched::Reply,
                     load_deadline,
+                    when_full: when_full.map_or(WhenFull::Block, WhenFull::from),
                     ..EngineConfig::default()
                 },
                 ..plugboard_demo::Options::default()
             };
+            let workload = if flood {
+                plugboard_demo::loadgen::Workload::Flood
+            } else {
+                plugboard_demo::loadgen::Workload::Standard
+            };
             let report = plugboard_demo::loadgen::run(
                 &options,
-                plugboard_demo::loadgen::Load { lines, rate },
+                plugboard_demo::loadgen::Load {
+                    lines,
+                    rate,
+                    workload,
+                },
             )
             .context("load generator")?;
             writeln!(stdout, "{report}")?;
-            let clean = report.reorders == 0 && report.replies == report.expected;
-            Ok(if clean {
+            Ok(if report.clean() {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
@@ -337,10 +369,7 @@ fn repl(
         engine.unmatched = Unmatched::Ignore;
     }
     if let Some(full) = args.when_full {
-        engine.when_full = match full {
-            Full::Block => WhenFull::Block,
-            Full::Reject => WhenFull::Reject,
-        };
+        engine.when_full = full.into();
     }
     if let Some(secs) = args.command_deadline {
         engine.command_deadline = seconds("--command-deadline", secs)?;

@@ -1156,6 +1156,40 @@ fn the_load_generator_reports_no_reorders_and_no_losses() {
     assert!(stdout.contains("latency:    p50 "), "{stdout}");
 }
 
+/// With `--when-full reject`, a flooding user absorbs the refusals: the load
+/// generator's flood workload (one user sending 9 lines in 10, a new user's
+/// only command every 10th) serves every light user, and every reply to the
+/// flooder, busy ones included, comes in command order (the bench fails
+/// otherwise).
+#[test]
+fn with_reject_the_load_generator_serves_every_light_user_in_order() {
+    let dir = load_path();
+    let out = plugboard()
+        .args([
+            "bench",
+            "--flood",
+            "--when-full",
+            "reject",
+            "--lines",
+            "20000",
+        ])
+        .args(["-L", dir.0.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("reorders:   0\n"), "{stdout}");
+    // 2000 light users, fewer than `max_pending`: none is ever refused.
+    assert!(
+        stdout.contains("light:      2000 commands: 2000 served, 0 answered busy, 0.0% shed"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("busy (anonymous): 0\nlosses:     0"),
+        "{stdout}"
+    );
+}
+
 /// `examples/embed.rs`: a bot embedding the engine, with its own adapter and
 /// plugins from a directory, ends cleanly at end of input. (`cargo test`
 /// builds the examples; the test runs the built one.)

@@ -135,8 +135,8 @@ impl Sink {
         Sink { inner }
     }
 
-    /// Hands a message to the engine. While its queue is full this blocks,
-    /// or fails with [`PushError::Busy`] if the engine rejects when full;
+    /// Hands a message to the engine. While its queue is full this blocks
+    /// (or fails with [`PushError::Busy`], if the engine refuses at intake);
     /// [`PushError::Closed`] means the engine stopped intake: return from
     /// `listen`.
     pub fn push(&self, message: RawMessage) -> Result<(), PushError> {

@@ -90,7 +90,10 @@ pub enum PushError {
     /// The engine stopped intake (shutting down): return from `listen`.
     Closed,
     /// The engine is overloaded and configured to reject rather than wait;
-    /// the message was dropped. Tell the user, and keep listening.
+    /// the message was dropped. Tell the user, and keep listening. (The
+    /// plugboard engine answers overload itself, with a "busy" reply in the
+    /// conversation's order, and does not return this; adapters should
+    /// still handle it.)
     Busy,
 }
 
@@ -121,8 +124,8 @@ pub enum PushOutcome {
 #[sabi_trait]
 pub trait IngressSink: Send + Sync {
     /// Hands a message to the engine. While the engine's ingress queue is
-    /// full it blocks (backpressure) or answers `Busy`, per the engine's
-    /// policy; `Closed` once the engine stopped intake.
+    /// full it blocks (backpressure; an engine may answer `Busy` instead);
+    /// `Closed` once the engine stopped intake.
     #[sabi(last_prefix_field)]
     fn push(&self, message: RawMessage) -> PushOutcome;
 }

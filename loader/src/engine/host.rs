@@ -14,7 +14,6 @@ use plugboard_interface::host::{
 use plugboard_interface::message::RawMessage;
 use plugboard_interface::COMMAND_PREFIX;
 
-use super::WhenFull;
 use crate::error::Kind;
 
 /// One message on the ingress channel: which adapter it came through, and
@@ -40,7 +39,6 @@ impl Inbound {
 /// (see [`shutdown`](super::shutdown)).
 pub(crate) struct Gate {
     tx: RwLock<Option<Sender<Inbound>>>,
-    when_full: WhenFull,
     /// Disconnected by `close` first, to wake sends waiting for room: the
     /// router may not make room before shutdown ends (its backlog full
     /// behind a hung command), and `close` must not wait for it.
@@ -53,23 +51,30 @@ pub(crate) struct Gate {
 pub(crate) enum Refused {
     /// Intake is closed.
     Closed,
-    /// The channel is full and the policy is to reject.
-    Busy,
 }
 
 impl Gate {
-    pub fn new(tx: Sender<Inbound>, when_full: WhenFull) -> Self {
+    pub fn new(tx: Sender<Inbound>) -> Self {
         let (closing, closed) = bounded(0);
         Gate {
             tx: RwLock::new(Some(tx)),
-            when_full,
             closing: Mutex::new(Some(closing)),
             closed,
         }
     }
 
-    /// Queues a message; while the ingress channel is full, waits or
-    /// refuses as the policy says.
+    /// Queues a message; while the ingress channel is full, waits for room
+    /// (or for `close`).
+    ///
+    /// It never refuses a message for overload, whatever
+    /// [`WhenFull`](super::WhenFull) says: a refusal here would be answered
+    /// by the adapter at once, overtaking the replies still due to the same
+    /// conversation, and the gate cannot see which conversation holds more
+    /// than its share. Under `WhenFull::Reject` the router decides instead,
+    /// in order (see `router.rs`), and never waits for the workers, so the
+    /// wait here lasts as long as the router takes to read the messages
+    /// ahead (or, in the extreme case of more than `2 * max_pending`
+    /// refusals awaiting their reply, until some have left).
     pub fn send(&self, inbound: Inbound) -> Result<(), Refused> {
         // A poisoned lock means a panic while holding it, which `send` and
         // `close` cannot do; treat it like a closed gate rather than panic.
@@ -79,11 +84,10 @@ impl Gate {
         let Some(tx) = &*guard else {
             return Err(Refused::Closed);
         };
-        match (tx.try_send(inbound), self.when_full) {
-            (Ok(()), _) => Ok(()),
-            (Err(TrySendError::Disconnected(_)), _) => Err(Refused::Closed),
-            (Err(TrySendError::Full(_)), WhenFull::Reject) => Err(Refused::Busy),
-            (Err(TrySendError::Full(inbound)), WhenFull::Block) => select! {
+        match tx.try_send(inbound) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Disconnected(_)) => Err(Refused::Closed),
+            Err(TrySendError::Full(inbound)) => select! {
                 send(tx, inbound) -> sent => sent.map_err(|_| Refused::Closed),
                 recv(self.closed) -> _ => Err(Refused::Closed),
             },
@@ -133,7 +137,6 @@ impl IngressSink for EngineSink {
         match self.gate.send(inbound) {
             Ok(()) => PushOutcome::Accepted,
             Err(Refused::Closed) => PushOutcome::Closed,
-            Err(Refused::Busy) => PushOutcome::Busy,
         }
     }
 }
@@ -300,7 +303,7 @@ mod tests {
     #[test]
     fn closing_a_gate_refuses_a_push_that_waits_for_room() {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        let gate = Arc::new(Gate::new(tx, WhenFull::Block));
+        let gate = Arc::new(Gate::new(tx));
         gate.send(inbound()).unwrap();
         let (started_tx, started) = crossbeam_channel::bounded(0);
         let pusher = {

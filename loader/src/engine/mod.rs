@@ -54,7 +54,7 @@ use crate::path::LoadPath;
 use crate::preflight::{self, Preflight};
 use crate::trust::TrustPolicy;
 use host::{Gate, Inbound};
-use router::{Rejecter, Router};
+use router::Router;
 use routes::Routes;
 use supervisor::Supervisor;
 use switches::Switches;
@@ -72,18 +72,31 @@ pub enum Unmatched {
     Reply,
 }
 
-/// What an adapter's `push` does while the ingress channel is full.
+/// What the engine does once `max_pending` commands wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WhenFull {
-    /// Wait for room (backpressure: the adapter, and in the demo stdin
-    /// reading, slow down; nothing is lost).
+    /// Wait for room (backpressure: the adapters' `push`, and in the demo
+    /// stdin reading, slow down; nothing is lost).
     #[default]
     Block,
-    /// Refuse at once with `PushError::Busy` (the adapter tells the user),
-    /// and answer commands that would wait behind a full backlog "busy".
-    /// Replies to accepted commands stay in order; a busy reply may
-    /// overtake replies to the same user's earlier, still-queued commands.
+    /// Never wait for the plugins: answer "busy" to the commands of the
+    /// conversations holding more than their fair share of the backlog
+    /// (`max_pending` divided by the conversations with commands in flight
+    /// or waiting), while conversations under their share (one command,
+    /// say) are still admitted: up to `2 * max_pending` commands in all,
+    /// and past that in place of a waiting command of the heaviest
+    /// conversation while it holds more than its share (that command is
+    /// answered "busy" instead).
+    /// A busy reply names the command (``busy: too many of your commands
+    /// are queued; `!cmd` was dropped``) and comes in the conversation's
+    /// order, like every other reply: after the replies to its earlier
+    /// commands, before those to its later ones. Past `max_pending` busy
+    /// replies waiting (and the conversation's share of them), its
+    /// consecutive refused commands share one reply (``... `!cmd` and 41
+    /// more were dropped``), which bounds memory. An adapter's `push`
+    /// waits only for the router to read the messages ahead of it (it never
+    /// answers `PushError::Busy`).
     Reject,
 }
 
@@ -112,10 +125,10 @@ pub struct EngineConfig {
     pub shutdown_grace: Duration,
     /// What to do with unmatched commands.
     pub unmatched: Unmatched,
-    /// What happens when the engine is full: adapters' `push` waits or
-    /// answers `Busy` while the ingress channel is full, and the router
-    /// stops reading or answers backlogged conversations "busy" once
-    /// `max_pending` commands wait. (Once a command is dispatched it runs.)
+    /// What happens when the engine is full: once `max_pending` commands
+    /// wait, the router stops reading (and adapters' `push` waits), or
+    /// answers "busy", in order, to the conversations over their fair share
+    /// (see [`WhenFull`]). (Once a command is dispatched it runs.)
     pub when_full: WhenFull,
     /// Deadline of one command call, unless the plugin has its own
     /// ([`EngineBuilder::plugin_deadline`]).
@@ -901,7 +914,7 @@ impl Engine {
             running.push(RunningAdapter {
                 name,
                 obj,
-                gate: Arc::new(Gate::new(ingress_tx.clone(), config.when_full)),
+                gate: Arc::new(Gate::new(ingress_tx.clone())),
             });
         }
 
@@ -955,12 +968,8 @@ impl Engine {
             };
             workers.push((slot, spawn(format!("worker-{i}"), move || worker.run())?));
         }
-        let reject = (config.when_full == WhenFull::Reject).then(|| Rejecter {
-            shared: Arc::clone(&shared),
-            egress: egress_txs.clone(),
-        });
-        // Only the workers' slots (and the router, for "busy" replies) may
-        // hold these: dropping them is what ends each stage.
+        // Only the workers' slots may hold these: dropping them is what ends
+        // each stage.
         drop((done_tx, egress_txs));
 
         let (control_tx, control_rx) = bounded(0);
@@ -987,7 +996,7 @@ impl Engine {
             done: done_rx,
             execution: execution_tx,
             max_pending: config.max_pending.max(1),
-            reject,
+            reject: config.when_full == WhenFull::Reject,
         };
         let finished = pipeline_done_tx;
         pipeline.push((
@@ -998,8 +1007,7 @@ impl Engine {
             })?,
         ));
 
-        // The embedder's handle always waits: it can see its own backpressure.
-        let handle_gate = Arc::new(Gate::new(ingress_tx, WhenFull::Block));
+        let handle_gate = Arc::new(Gate::new(ingress_tx));
         let handle = Handle {
             gate: Arc::clone(&handle_gate),
             adapters: adapter_health.into(),

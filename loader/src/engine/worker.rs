@@ -34,7 +34,7 @@ use super::builtins::{self, Builtin};
 use super::bulkhead::{Bulkhead, Continuation, Parked};
 use super::health::{Admit, Breaker, Health, Outcome};
 use super::host::Inbound;
-use super::router::Batch;
+use super::router::{Batch, Item};
 use super::routes::Routes;
 use super::switches::Switches;
 use super::PluginStatus;
@@ -152,6 +152,11 @@ pub(crate) enum Action {
     },
     Builtin(Builtin),
     Unmatched,
+    /// Refused for overload by the router: answer "busy" (for this command
+    /// and `more` refused after it), in its place in the conversation.
+    Busy {
+        more: u64,
+    },
 }
 
 /// The senders a worker needs. They live in the slot so that abandoning a
@@ -367,10 +372,19 @@ impl Worker {
         }
     }
 
-    /// Turns a message into its steps: one per matching route, in route
-    /// order, or one "unmatched" step.
-    fn expand(&self, item: Inbound, queue: &mut VecDeque<Step>) {
-        let message = Arc::new(item);
+    /// Turns a backlog item into its steps: one per matching route, in
+    /// route order, or one "unmatched" step, or its busy reply.
+    fn expand(&self, item: Item, queue: &mut VecDeque<Step>) {
+        let message = match item {
+            Item::Command(message) => Arc::new(message),
+            Item::Busy { message, more } => {
+                queue.push_back(Step {
+                    message: Arc::new(message),
+                    action: Action::Busy { more },
+                });
+                return;
+            }
+        };
         if let Some(builtin) = builtins::parse(command_text(&message)) {
             queue.push_back(Step {
                 message,
@@ -444,6 +458,10 @@ impl Worker {
                 Action::Unmatched => {
                     let reply = self.unmatched(&step.message);
                     (step.message, reply)
+                }
+                Action::Busy { more } => {
+                    let reply = busy_reply(&step.message, more);
+                    (step.message, Some(reply))
                 }
                 Action::Builtin(builtin) => {
                     let reply = builtins::run(
@@ -686,6 +704,18 @@ impl Worker {
             }
         });
         Ok(Flow::Reply(message, reply))
+    }
+}
+
+/// The reply to a command the router refused for overload (and to `more`
+/// refused after it), naming it.
+pub(crate) fn busy_reply(message: &Inbound, more: u64) -> RString {
+    let name = message.message.content.as_str();
+    if more == 0 {
+        format!("busy: too many of your commands are queued; `{name}` was dropped").into()
+    } else {
+        format!("busy: too many of your commands are queued; `{name}` and {more} more were dropped")
+            .into()
     }
 }
 
