@@ -652,7 +652,7 @@ mod signals {
         );
         assert!(
             rest.contains(
-                "plugin `drop-hangs` did not finish dropping within the 1 s shutdown grace"
+                "plugin `drop-hangs` did not finish dropping within the shutdown's 2 s"
             ),
             "{rest}"
         );
@@ -734,7 +734,7 @@ fn a_destructor_that_never_returns_cannot_hold_the_exit() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr
-            .contains("plugin `drop-hangs` did not finish dropping within the 1 s shutdown grace"),
+            .contains("plugin `drop-hangs` did not finish dropping within the shutdown's 2 s"),
         "{stderr}"
     );
     assert!(

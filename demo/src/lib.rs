@@ -349,7 +349,7 @@ pub fn run(
     drop(feeds);
     let handle = engine.handle();
     let stopping = std::time::Instant::now();
-    summary.drained = engine.shutdown();
+    summary.drained = engine.shutdown().clean;
     if options.stats {
         writeln!(diag, "{}", plugboard_loader::stats_table(&handle.plugins()))?;
     }

@@ -1,7 +1,7 @@
 //! The engine's side of the boundary: the [`Host`] services each extension
 //! gets, the [`IngressSink`] adapters push into, and the intake [`Gate`].
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use abi_stable::sabi_trait::TD_Opaque;
@@ -38,9 +38,15 @@ impl Inbound {
 /// sender; once every gate is closed the ingress channel disconnects and the
 /// router knows no message can arrive any more. That is how intake stops
 /// (see [`shutdown`](super::shutdown)).
+///
+/// It counts what it took and refused, for the shutdown report (one
+/// producer per gate, mostly: uncontended).
 pub(crate) struct Gate {
     tx: RwLock<Option<Sender<Inbound>>>,
     when_full: WhenFull,
+    accepted: AtomicU64,
+    busy: AtomicU64,
+    turned_away: AtomicU64,
     /// Disconnected by `close` first, to wake sends waiting for room: the
     /// router may not make room before shutdown ends (its backlog full
     /// behind a hung command), and `close` must not wait for it.
@@ -63,6 +69,9 @@ impl Gate {
         Gate {
             tx: RwLock::new(Some(tx)),
             when_full,
+            accepted: AtomicU64::new(0),
+            busy: AtomicU64::new(0),
+            turned_away: AtomicU64::new(0),
             closing: Mutex::new(Some(closing)),
             closed,
         }
@@ -71,6 +80,32 @@ impl Gate {
     /// Queues a message; while the ingress channel is full, waits or
     /// refuses as the policy says.
     pub fn send(&self, inbound: Inbound) -> Result<(), Refused> {
+        let sent = self.try_send(inbound);
+        let count = match sent {
+            Ok(()) => &self.accepted,
+            Err(Refused::Busy) => &self.busy,
+            Err(Refused::Closed) => &self.turned_away,
+        };
+        count.fetch_add(1, Ordering::Relaxed);
+        sent
+    }
+
+    /// Messages taken so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Messages refused because the ingress channel was full.
+    pub fn busy(&self) -> u64 {
+        self.busy.load(Ordering::Relaxed)
+    }
+
+    /// Messages refused because intake was closed.
+    pub fn turned_away(&self) -> u64 {
+        self.turned_away.load(Ordering::Relaxed)
+    }
+
+    fn try_send(&self, inbound: Inbound) -> Result<(), Refused> {
         // A poisoned lock means a panic while holding it, which `send` and
         // `close` cannot do; treat it like a closed gate rather than panic.
         let Ok(guard) = self.tx.read() else {
@@ -316,5 +351,22 @@ mod tests {
         assert_eq!(pusher.join().unwrap(), Err(Refused::Closed));
         assert_eq!(gate.send(inbound()), Err(Refused::Closed));
         assert_eq!(rx.len(), 1, "only the first message was accepted");
+        // Counted for the shutdown report.
+        assert_eq!(
+            (gate.accepted(), gate.busy(), gate.turned_away()),
+            (1, 0, 2)
+        );
+    }
+
+    #[test]
+    fn a_gate_counts_what_it_rejects_as_busy() {
+        let (tx, _rx) = crossbeam_channel::bounded(1);
+        let gate = Gate::new(tx, WhenFull::Reject);
+        assert_eq!(gate.send(inbound()), Ok(()));
+        assert_eq!(gate.send(inbound()), Err(Refused::Busy));
+        assert_eq!(
+            (gate.accepted(), gate.busy(), gate.turned_away()),
+            (1, 1, 0)
+        );
     }
 }

@@ -8,6 +8,11 @@
 //! are delivered in the order the commands arrived, while different
 //! conversations run in parallel. Under load, backlogs grow and batches get
 //! bigger, which amortises the hand-offs.
+//!
+//! Once the shutdown grace is over (`Refuser::signal` disconnects), the
+//! router answers every backlogged command, and every command arriving
+//! after, with the shutting-down reply instead of dispatching it (see
+//! [`shutdown`](super::shutdown)).
 
 use std::collections::hash_map::{Entry, HashMap};
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -17,6 +22,7 @@ use crossbeam_channel::{never, select, Receiver, Sender};
 use std::sync::Arc;
 
 use super::host::Inbound;
+use super::shutdown::Refuser;
 use super::worker::{self, Shared};
 
 /// A conversation's commands, to run in order on one worker.
@@ -90,6 +96,7 @@ pub(crate) struct Router {
     /// cannot stall the others).
     pub max_pending: usize,
     pub reject: Option<Rejecter>,
+    pub refuser: Refuser,
 }
 
 /// What the router needs to answer "busy" itself.
@@ -107,6 +114,7 @@ impl Rejecter {
         );
         // The egress threads outlive the router.
         let _ = self.egress[inbound.adapter as usize].send(reply);
+        self.shared.tally.answered();
     }
 }
 
@@ -119,19 +127,39 @@ impl Router {
         let mut pending = 0usize;
         let mut intake_open = true;
         let closed = never();
+        let mut refusing = false;
+        let refused = never();
         loop {
             if !intake_open && busy.is_empty() {
                 // Nothing in flight and nothing can arrive: dropping
                 // `self.execution` lets the workers finish.
                 return;
             }
-            let ingress = if intake_open && (pending < self.max_pending || self.reject.is_some()) {
+            let ingress = if intake_open
+                && (refusing || pending < self.max_pending || self.reject.is_some())
+            {
                 &self.ingress
             } else {
                 &closed
             };
+            let signal = if refusing {
+                &refused
+            } else {
+                &self.refuser.signal
+            };
             select! {
+                recv(signal) -> _ => {
+                    // The grace is over: what waits is refused, now.
+                    refusing = true;
+                    for backlog in busy.values_mut() {
+                        for inbound in backlog.drain(..) {
+                            self.refuser.refuse(&inbound);
+                        }
+                    }
+                    pending = 0;
+                }
                 recv(ingress) -> inbound => match inbound {
+                    Ok(inbound) if refusing => self.refuser.refuse(&inbound),
                     Ok(inbound) => {
                         let key = conversation_key(&inbound);
                         // Under pressure, a conversation keeps at most its
@@ -165,6 +193,7 @@ impl Router {
                     // the pool is gone and nothing more can run.
                     let Ok(key) = key else { return };
                     if let Entry::Occupied(mut backlog) = busy.entry(key) {
+                        // Refusing, backlogs stay empty.
                         if backlog.get().is_empty() {
                             backlog.remove();
                         } else {
