@@ -43,8 +43,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let plugins: Vec<&str> = engine.plugin_names().collect();
     eprintln!("plugins: {}", plugins.join(", "));
-    // Until the console closes; then every reply is delivered and every
-    // thread joined.
-    engine.serve();
+    // Until the console closes; then every command is answered, every thread joined.
+    let report = engine.serve();
+    eprintln!("done: {report}");
     Ok(())
 }

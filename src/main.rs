@@ -19,8 +19,10 @@ use plugboard::{build_info, EngineConfig, LoadPath, TrustPolicy, Unmatched, When
 /// `<adapter>[#<room>][@<user>] <content>` from stdin, e.g. `irc !bacon nelsk`,
 /// routes commands to plugins through the named adapter, and prints replies
 /// as `[<adapter>] <reply>` on stdout. Diagnostics and logs go to stderr
-/// (`RUST_LOG=debug` for more). Exits 0 at end of input, once every reply
-/// has been printed.
+/// (`RUST_LOG=debug` for more). At end of input or on SIGINT/SIGTERM,
+/// accepted commands run for up to the grace period and the rest are
+/// refused, saying so; exits 0 once every command is answered, 3 if any
+/// had to be abandoned.
 ///
 /// Settings come from flags, then the environment, then the config file,
 /// then defaults.
@@ -185,9 +187,10 @@ struct RunArgs {
     #[arg(long, value_name = "N")]
     max_reply_lines: Option<usize>,
 
-    /// Seconds to finish accepted work at end of input or on SIGINT/SIGTERM
-    /// before giving up on what is still stuck (a second interrupt exits at
-    /// once) [default: 10].
+    /// Seconds accepted commands may still run at end of input or on
+    /// SIGINT/SIGTERM; then the rest are answered "the bot is shutting
+    /// down", and what is still stuck 1 s later is abandoned (exit status
+    /// 3; a second interrupt exits at once) [default: 10].
     #[arg(long, value_name = "SECS")]
     grace_period: Option<f64>,
 
@@ -394,10 +397,11 @@ fn repl(
         engine.max_reply_lines = n;
     }
     if let Some(secs) = args.grace_period {
-        let grace = seconds("--grace-period", secs)?;
-        engine.listen_grace = grace;
-        engine.shutdown_grace = grace;
+        engine.shutdown_grace = seconds("--grace-period", secs)?;
     }
+    // The mock clients' adapters relay everything queued for them, refused
+    // past the grace: they may listen until the very end.
+    engine.listen_grace = engine.shutdown_bound();
     let mut plugin_deadlines: Vec<(String, Duration)> =
         file.deadlines().map(|(n, d)| (n.to_owned(), d)).collect();
     plugin_deadlines.extend(args.plugin_deadline);
@@ -427,8 +431,14 @@ fn repl(
         eprintln!("plugboard {}", version());
     }
     let interrupted = plugboard_demo::interrupted_line(options.engine.shutdown_grace);
-    let input = plugboard_demo::input::Input::spawn(io::stdin(), Some(interrupts(interrupted)?))
-        .context("starting the stdin reader")?;
+    // The orderly exit takes the grace and the refusal window at most.
+    let bound = options
+        .engine
+        .shutdown_bound()
+        .saturating_add(WATCHDOG_SLACK);
+    let input =
+        plugboard_demo::input::Input::spawn(io::stdin(), Some(interrupts(interrupted, bound)?))
+            .context("starting the stdin reader")?;
     let summary = match plugboard_demo::run(&options, input, stdout, io::stderr()) {
         Err(plugboard_demo::Error::Strict(n)) => {
             eprintln!(
@@ -439,10 +449,62 @@ fn repl(
         }
         other => other.context("demo REPL")?,
     };
+    // From here on only the exit itself (library destructors) can hold
+    // the process.
+    watchdog(
+        EXIT_BOUND,
+        format!(
+            "plugboard: the exit did not finish within {} ms; exiting now (status 3)",
+            EXIT_BOUND.as_millis()
+        ),
+    );
     if !summary.drained {
-        eprintln!("plugboard: grace period over; abandoned work that was still stuck");
+        eprintln!(
+            "plugboard: abandoned what was still stuck at the end of the shutdown (grace period + 1 s)"
+        );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(if summary.shutdown.nothing_lost() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(ABANDONED)
+    })
+}
+
+/// The exit status when accepted work was abandoned (a command nobody
+/// answered, a reply not delivered), or the watchdog ended the process.
+const ABANDONED: u8 = 3;
+
+/// How long past its own bound the orderly exit may take before the
+/// watchdog ends the process.
+const WATCHDOG_SLACK: Duration = Duration::from_millis(500);
+
+/// How long the exit itself may take once the REPL is done (flushing,
+/// library destructors run by `exit`).
+const EXIT_BOUND: Duration = Duration::from_millis(1000);
+
+/// The belt to the braces: unless the process has exited `after` from now,
+/// print `why` and end it with status 3 at once (`_exit`: no destructor,
+/// no `atexit` handler runs). The engine bounds its own shutdown; this
+/// bounds what nothing else does, such as a library destructor that hangs
+/// the exit.
+fn watchdog(after: Duration, why: String) {
+    let spawned = std::thread::Builder::new()
+        .name("watchdog".into())
+        .spawn(move || {
+            std::thread::sleep(after);
+            // A stuck stderr must not hold the exit either.
+            let (said, saying) = crossbeam_channel::bounded::<()>(0);
+            let _ = std::thread::Builder::new().spawn(move || {
+                eprintln!("{why}");
+                drop(said);
+            });
+            let _ = saying.recv_timeout(Duration::from_millis(100));
+            // SAFETY: `_exit` only ends the process; nothing runs after it.
+            unsafe { libc::_exit(i32::from(ABANDONED)) }
+        });
+    if let Err(e) = spawned {
+        eprintln!("plugboard: cannot start the exit watchdog: {e}");
+    }
 }
 
 fn version() -> String {
@@ -542,10 +604,14 @@ fn load_path(flags: &[PathBuf], file: &FileConfig) -> anyhow::Result<LoadPath> {
 }
 
 /// SIGINT/SIGTERM: the first one prints `announce` at once (whatever the
-/// REPL is waiting for) and asks for a graceful stop by disconnecting the
-/// returned channel, which every wait of the REPL watches; a second one
-/// exits at once with status 130.
-fn interrupts(announce: String) -> anyhow::Result<crossbeam_channel::Receiver<()>> {
+/// REPL is waiting for), asks for a graceful stop by disconnecting the
+/// returned channel, which every wait of the REPL watches, and starts the
+/// watchdog: the process ends (status 3) if it is still running `bound`
+/// later. A second one exits at once with status 130.
+fn interrupts(
+    announce: String,
+    bound: Duration,
+) -> anyhow::Result<crossbeam_channel::Receiver<()>> {
     use signal_hook::consts::{SIGINT, SIGTERM};
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .context("installing signal handlers")?;
@@ -560,6 +626,13 @@ fn interrupts(announce: String) -> anyhow::Result<crossbeam_channel::Receiver<()
                 if seen == 1 {
                     eprintln!("{announce}");
                     drop(tx.take());
+                    watchdog(
+                        bound,
+                        format!(
+                            "plugboard: still running {:.1} s after the interrupt; exiting now (status 3)",
+                            bound.as_secs_f64()
+                        ),
+                    );
                 } else {
                     eprintln!("plugboard: interrupted again; exiting now");
                     std::process::exit(130);

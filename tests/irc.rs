@@ -300,7 +300,7 @@ fn the_bot_answers_in_channel_splits_long_replies_and_survives_a_server_restart(
         private.ends_with(":gives pal a strip of delicious bacon as a gift from tester2"),
         "{private}"
     );
-    assert!(engine.shutdown());
+    assert!(engine.shutdown().clean);
 }
 
 /// Every log record of every engine in this test binary, as
@@ -584,7 +584,7 @@ fn an_over_long_line_is_discarded_and_the_next_one_handled() {
         "127.0.0.1:{}: discarding a line over 8703 bytes from the server (IRC allows 512, plus 8191 for message tags)",
         fake.port
     )]);
-    assert!(engine.shutdown());
+    assert!(engine.shutdown().clean);
 }
 
 #[test]
@@ -608,7 +608,7 @@ fn a_server_that_never_welcomes_us_is_left_after_the_registration_timeout() {
         "127.0.0.1:{}: no welcome (001) from the server within 300ms of registering; reconnecting in ",
         fake.port
     )]);
-    assert!(engine.shutdown());
+    assert!(engine.shutdown().clean);
 }
 
 #[test]
@@ -650,7 +650,7 @@ fn refused_nicks_fall_back_within_nicklen_a_bounded_number_of_times() {
     let mut expected = vec!["plugboard".to_owned(), "plugboa_".to_owned()];
     expected.extend((1..=8).map(|i| format!("plugboa{i}")));
     assert_eq!(fake.nicks(2), expected);
-    assert!(engine.shutdown());
+    assert!(engine.shutdown().clean);
 }
 
 #[test]
@@ -676,7 +676,7 @@ fn an_erroneous_nick_is_cut_to_nicklen_once_then_given_up() {
     )]);
     fake.line(1, |l| l == "JOIN #test");
     assert_eq!(fake.nicks(1), ["plugboard_bot", "plugboar_"]);
-    assert!(engine.shutdown());
+    assert!(engine.shutdown().clean);
 }
 
 #[test]
@@ -716,7 +716,7 @@ fn a_server_that_stops_reading_times_out_a_send_and_is_left() {
     wait_for_warning(&[
         "could not deliver a reply to tester: cannot send to #test: the server stopped reading: a line could not be written within 300ms; the connection is dropped",
     ]);
-    assert!(engine.shutdown());
+    assert!(engine.shutdown().clean);
     drop(release);
 }
 
@@ -752,7 +752,7 @@ fn a_silent_server_is_pinged_then_left() {
     // A server that answers keeps the connection: PING after PING.
     fake.wait_n(2, |e| *e == Seen::Line(1, "PING :plugboard".into()));
     assert!(!fake.log.contains(&Seen::Closed(1)), "{:#?}", fake.log);
-    assert!(engine.shutdown());
+    assert!(engine.shutdown().clean);
 }
 
 /// The adapter's protocol helpers and flood arithmetic. (They live here, not

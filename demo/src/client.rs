@@ -71,6 +71,29 @@ impl Client for MockClient {
 pub struct Feed {
     /// Where the stdin lines for this adapter go (bounded: backpressure).
     pub tx: Sender<ClientMessage>,
+    queue: Receiver<ClientMessage>,
+}
+
+impl Feed {
+    /// The client's queue, to count at the end what its adapter never
+    /// read (it does not keep the client open: only `tx` does).
+    pub fn unread(&self) -> Unread {
+        Unread(self.queue.clone())
+    }
+}
+
+/// What an adapter left in its client's queue.
+pub struct Unread(Receiver<ClientMessage>);
+
+impl Unread {
+    /// Takes what is left and counts the commands among it.
+    pub fn commands(&self) -> u64 {
+        let prefix = plugboard_interface::COMMAND_PREFIX;
+        self.0
+            .try_iter()
+            .filter(|m| m.text.starts_with(prefix))
+            .count() as u64
+    }
 }
 
 /// Creates a mock client for `adapter`, returning the feed for the demux
@@ -78,6 +101,7 @@ pub struct Feed {
 pub fn mock(adapter: &str, capacity: usize, printer: Sender<String>) -> (Feed, ClientBox) {
     let (tx, inbound) = bounded(capacity.max(1));
     let (close_tx, close_rx) = bounded(0);
+    let queue = inbound.clone();
     let client = MockClient {
         inner: Arc::new(Inner {
             adapter: adapter.to_owned(),
@@ -87,7 +111,7 @@ pub fn mock(adapter: &str, capacity: usize, printer: Sender<String>) -> (Feed, C
             printer,
         }),
     };
-    (Feed { tx }, client_box(client))
+    (Feed { tx, queue }, client_box(client))
 }
 
 /// The printer thread, as its owner sees it.

@@ -8,9 +8,10 @@
 //! the channel, so that every wait watching it (see [`Input::interrupt`])
 //! sees it.
 
+use std::cell::Cell;
 use std::io::{self, BufRead, Read};
 
-use crossbeam_channel::{bounded, never, select, Receiver};
+use crossbeam_channel::{bounded, never, select, Receiver, TryRecvError};
 
 const BLOCK: usize = 64 * 1024;
 
@@ -38,6 +39,8 @@ pub struct Input {
     block: Vec<u8>,
     pos: usize,
     eof: bool,
+    /// An interrupt was seen (a sent `()` is consumed by seeing it).
+    stopped: Cell<bool>,
 }
 
 impl Input {
@@ -75,6 +78,7 @@ impl Input {
             block: Vec::new(),
             pos: 0,
             eof: false,
+            stopped: Cell::new(false),
         })
     }
 
@@ -87,6 +91,16 @@ impl Input {
     /// too (it is an interrupt once it receives or disconnects).
     pub fn interrupt(&self) -> Receiver<()> {
         self.interrupt.clone()
+    }
+
+    /// Whether an interrupt has arrived, without waiting: the REPL asks
+    /// before each line, so that no line is taken after an interrupt, even
+    /// from a block already read.
+    pub fn interrupted(&self) -> bool {
+        if !self.stopped.get() && !matches!(self.interrupt.try_recv(), Err(TryRecvError::Empty)) {
+            self.stopped.set(true);
+        }
+        self.stopped.get()
     }
 }
 
@@ -112,7 +126,10 @@ impl BufRead for Input {
                     Ok(Err(e)) => return Err(e),
                     Err(_) => self.eof = true,
                 },
-                recv(self.interrupt) -> _ => return Err(io::Error::other(Stopped)),
+                recv(self.interrupt) -> _ => {
+                    self.stopped.set(true);
+                    return Err(io::Error::other(Stopped));
+                }
             }
         }
         Ok(&self.block[self.pos..])
@@ -134,6 +151,19 @@ mod tests {
         let mut out = Vec::new();
         input.read_to_end(&mut out).unwrap();
         assert_eq!(out, data);
+    }
+
+    #[test]
+    fn an_interrupt_stops_input_even_with_lines_already_read() {
+        let (tx, rx) = bounded(1);
+        let mut input = Input::spawn(io::Cursor::new(b"a\nb\nc\n".to_vec()), Some(rx)).unwrap();
+        let mut line = String::new();
+        input.read_line(&mut line).unwrap();
+        assert!(input.has_buffered(), "the rest of the block is in memory");
+        assert!(!input.interrupted());
+        tx.send(()).unwrap();
+        assert!(input.interrupted());
+        assert!(input.interrupted(), "it stays interrupted");
     }
 
     #[test]

@@ -23,8 +23,12 @@
 //! Every adapter's client exists, with a bounded queue, before the first
 //! line is read, so lines typed while adapters start simply wait; a full
 //! queue blocks reading stdin (backpressure) instead of dropping lines. At
-//! end of input the engine shuts down gracefully, so every accepted command
-//! is answered before the process exits.
+//! end of input (or at the first interrupt, after which no line is taken)
+//! the engine shuts down gracefully: every command handed to an adapter is
+//! answered, or, once the grace period is over, answered that the bot is
+//! shutting down, before the process exits; the last line on stderr counts
+//! them (`done: ...`), and what nobody answered (a call stuck past the
+//! end) is counted as abandoned.
 
 pub mod client;
 pub mod input;
@@ -42,10 +46,10 @@ use crossbeam_channel::{select, TrySendError};
 
 use plugboard_interface::host::ClientMessage;
 use plugboard_loader::{
-    Engine, EngineConfig, EngineError, LoadPath, LoadReport, Preflight, TrustPolicy,
+    Engine, EngineConfig, EngineError, LoadPath, LoadReport, Preflight, ShutdownReport, TrustPolicy,
 };
 
-use client::Feed;
+use client::{Feed, Unread};
 use input::Input;
 use line::Read;
 
@@ -99,6 +103,8 @@ pub struct Summary {
     pub lines: u64,
     /// Lines handed to an adapter.
     pub delivered: u64,
+    /// Of those, commands (starting with `!`).
+    pub commands: u64,
     /// Lines rejected with a diagnostic.
     pub rejected: u64,
     /// Replies printed.
@@ -107,7 +113,12 @@ pub struct Summary {
     pub load_failures: usize,
     /// Whether the session ended by an interrupt rather than end of input.
     pub interrupted: bool,
-    /// Whether the engine drained within its grace periods.
+    /// What became of every command the engine was offered (the engine's
+    /// report; commands an adapter never read from its client count as
+    /// abandoned).
+    pub shutdown: ShutdownReport,
+    /// Whether the engine drained within its bounds, and every reply was
+    /// printed.
     pub drained: bool,
 }
 
@@ -239,6 +250,12 @@ pub fn run(
     let mut buf = Vec::new();
     let interrupt = input.interrupt();
     loop {
+        // No line is taken after an interrupt, not even one already read
+        // from stdin.
+        if input.interrupted() {
+            summary.interrupted = true;
+            break;
+        }
         if !input.has_buffered() {
             // About to wait for input: show what we have to say first.
             diag.flush()?;
@@ -330,10 +347,12 @@ pub fn run(
             continue;
         }
         summary.delivered += 1;
-        if !line
+        if line
             .content
             .starts_with(plugboard_interface::COMMAND_PREFIX)
         {
+            summary.commands += 1;
+        } else {
             writeln!(
                 diag,
                 "note: stdin:{n}: not a command (commands start with `!`); `{}` sees it as chat",
@@ -344,17 +363,24 @@ pub fn run(
 
     // End of input (or an interrupt, announced at once by whoever sent it:
     // see `interrupted_line`): the clients drain what is queued, then report
-    // closed, and the engine answers everything it accepted before it stops.
+    // closed, and the engine answers everything it accepted (refusing what
+    // is left once the grace is over) before it stops.
     diag.flush()?;
+    let unread: Vec<Unread> = feeds.values().map(Feed::unread).collect();
     drop(feeds);
     let handle = engine.handle();
     let stopping = std::time::Instant::now();
-    summary.drained = engine.shutdown();
+    let report = engine.shutdown();
+    summary.drained = report.clean;
     if options.stats {
         writeln!(diag, "{}", plugboard_loader::stats_table(&handle.plugins()))?;
     }
-    // The same grace bounds the wait for the last replies to be printed.
-    summary.replies = match printer_thread.finish(stopping + options.engine.shutdown_grace)? {
+    // The same bound as the engine's ends the wait for the last replies.
+    let bound = options.engine.shutdown_bound();
+    let end = stopping
+        .checked_add(bound)
+        .unwrap_or_else(|| stopping + Duration::from_secs(u64::from(u32::MAX)));
+    summary.replies = match printer_thread.finish(end)? {
         Ok(printed) => printed,
         Err(printed) => {
             summary.drained = false;
@@ -365,8 +391,28 @@ pub fn run(
             printed
         }
     };
+    // Left in a client by an adapter that never returned: nobody answers them.
+    let unread: u64 = unread.iter().map(Unread::commands).sum();
+    summary.shutdown = ShutdownReport {
+        abandoned: report.abandoned + unread,
+        ..report
+    };
+    writeln!(diag, "{}", done_line(&summary))?;
     diag.flush()?;
     Ok(summary)
+}
+
+/// The REPL's last line on stderr: what became of the input.
+pub fn done_line(summary: &Summary) -> String {
+    let plural = |n: u64| if n == 1 { "" } else { "s" };
+    let commands = summary.shutdown.commands();
+    format!(
+        "done: {} line{} read; {commands} command{}: {}",
+        summary.lines,
+        plural(summary.lines),
+        plural(commands),
+        summary.shutdown
+    )
 }
 
 /// The line the binary prints on stderr the moment the first SIGINT or
@@ -381,7 +427,7 @@ pub fn interrupted_line(grace: Duration) -> String {
         format!("{:.1} s", grace.as_secs_f64())
     };
     format!(
-        "plugboard: interrupted: finishing accepted commands (up to {grace}; interrupt again to quit now)"
+        "plugboard: interrupted: finishing accepted commands for up to {grace}, then refusing the rest (interrupt again to quit now)"
     )
 }
 

@@ -6,7 +6,13 @@
 //!    [`Client`](crate::host::Client)).
 //! 2. `listen(sink)`: runs on a thread of its own; push every received
 //!    message into the [`Sink`] until `stop` is called, the platform closes,
-//!    or `push` returns `Err` (the engine stopped intake); then return.
+//!    or `push` returns [`PushError::Closed`] (the engine stopped intake:
+//!    tell that message's author with
+//!    [`shutting_down_reply`](crate::host::shutting_down_reply)); then
+//!    return. After `stop`, the engine keeps taking what the platform had
+//!    already delivered until its shutdown grace is over (then it answers
+//!    those commands itself with the same reply), so an adapter that
+//!    relays a queue may drain it before returning.
 //! 3. `send(reply)`: called from the engine's egress thread for this adapter,
 //!    one reply at a time, in order per conversation; also *after* `stop`,
 //!    to deliver replies to commands accepted before it.
@@ -57,7 +63,10 @@ use abi_stable::{
 
 use crate::error::{Error, ExtError};
 use crate::guard::{guard, guard_unit};
-use crate::host::{ClientBox, ClientMessage, Context, HostBox, PushError, PushOutcome, SinkBox};
+use crate::host::{
+    shutting_down_reply, ClientBox, ClientMessage, Context, HostBox, PushError, PushOutcome,
+    SinkBox,
+};
 use crate::message::{Egress, RawMessage};
 
 /// A chat-platform adapter. See the module docs for the lifecycle.
@@ -137,8 +146,9 @@ impl Sink {
 
     /// Hands a message to the engine. While its queue is full this blocks
     /// (or fails with [`PushError::Busy`], if the engine refuses at intake);
-    /// [`PushError::Closed`] means the engine stopped intake: return from
-    /// `listen`.
+    /// [`PushError::Closed`] means the engine stopped intake: answer the
+    /// author with [`shutting_down_reply`](crate::host::shutting_down_reply)
+    /// and return from `listen`.
     pub fn push(&self, message: RawMessage) -> Result<(), PushError> {
         match self.inner.push(message) {
             PushOutcome::Accepted => Ok(()),
@@ -205,16 +215,25 @@ impl ClientLink {
                 ctx.name()
             ))
         })?;
-        Ok(ClientLink {
-            client,
-            default_identity: default_identity.to_owned(),
-        })
+        Ok(ClientLink::new(client, default_identity))
     }
 
-    /// Relays the client's messages into the sink until the client closes
-    /// or the engine stops intake: a whole `listen`. A message the engine
-    /// rejects as busy is answered on the platform, so that the user is not
-    /// left waiting.
+    /// Links a client the adapter got some other way.
+    pub fn new(client: ClientBox, default_identity: &str) -> Self {
+        ClientLink {
+            client,
+            default_identity: default_identity.to_owned(),
+        }
+    }
+
+    /// Relays the client's messages into the sink until the client is
+    /// closed and drained: a whole `listen`. Nothing the client hands over
+    /// is dropped without a word: a message the engine rejects as busy is
+    /// answered "busy" on the platform, and once the engine has stopped
+    /// intake (`push` fails with [`PushError::Closed`]), every command the
+    /// client still holds is answered with
+    /// [`shutting_down_reply`](crate::host::shutting_down_reply) (the engine
+    /// counts them as refused). `stop` closes the client, so this ends.
     pub fn listen(&self, sink: &Sink) -> Result<(), Error> {
         while let Some(message) = self.client.recv().into_option() {
             let raw = RawMessage {
@@ -225,19 +244,26 @@ impl ClientLink {
                 content: message.text,
             };
             let (room, identity) = (raw.room.clone(), raw.identity.clone());
-            match sink.push(raw) {
-                Ok(()) => {}
-                Err(PushError::Closed) => break,
-                Err(PushError::Busy) => {
-                    let busy = ClientMessage {
-                        room,
-                        user: ROption::RSome(identity),
-                        text: "busy: the bot is overloaded; your message was dropped, try again"
-                            .into(),
-                    };
-                    self.client.send(&busy).into_result()?;
+            // Kept for the refusal only (a push takes the message).
+            let content = raw.content.clone();
+            let text = match sink.push(raw) {
+                Ok(()) => continue,
+                // Only commands are ever refused (chat is dropped by the
+                // engine, accepted or not).
+                Err(PushError::Closed) if content.starts_with(crate::COMMAND_PREFIX) => {
+                    shutting_down_reply(&content)
                 }
-            }
+                Err(PushError::Closed) => continue,
+                Err(PushError::Busy) => {
+                    "busy: the bot is overloaded; your message was dropped, try again".to_owned()
+                }
+            };
+            let answer = ClientMessage {
+                room,
+                user: ROption::RSome(identity),
+                text: text.into(),
+            };
+            self.client.send(&answer).into_result()?;
         }
         Ok(())
     }
@@ -376,5 +402,86 @@ pub mod __export {
             init: init::<A>,
         }
         .leak_into_prefix()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use abi_stable::sabi_trait::TD_Opaque;
+    use abi_stable::std_types::{RBox, ROption, RResult};
+
+    use super::*;
+    use crate::host::{client_box, Client, IngressSink, IngressSink_TO};
+
+    /// A platform whose user typed `inbound`, recording what it is sent.
+    #[derive(Clone)]
+    struct Platform {
+        inbound: Arc<Mutex<Vec<ClientMessage>>>,
+        sent: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl Client for Platform {
+        fn recv(&self) -> ROption<ClientMessage> {
+            let mut inbound = self.inbound.lock().unwrap();
+            if inbound.is_empty() {
+                ROption::RNone
+            } else {
+                ROption::RSome(inbound.remove(0))
+            }
+        }
+        fn send(&self, message: &ClientMessage) -> RResult<(), ExtError> {
+            self.sent.lock().unwrap().push(message.text.to_string());
+            RResult::ROk(())
+        }
+        fn close(&self) {}
+    }
+
+    /// An engine that takes `open` messages, then has stopped intake.
+    struct Closing(Mutex<usize>);
+
+    impl IngressSink for Closing {
+        fn push(&self, _: RawMessage) -> PushOutcome {
+            let mut open = self.0.lock().unwrap();
+            match open.checked_sub(1) {
+                Some(left) => {
+                    *open = left;
+                    PushOutcome::Accepted
+                }
+                None => PushOutcome::Closed,
+            }
+        }
+    }
+
+    #[test]
+    fn what_the_client_still_holds_when_intake_closes_is_answered_not_dropped() {
+        let text = |t: &str| ClientMessage {
+            room: ROption::RNone,
+            user: ROption::RSome("ann".into()),
+            text: t.into(),
+        };
+        let platform = Platform {
+            inbound: Arc::new(Mutex::new(vec![
+                text("!bacon"),
+                text("!sleep 10"),
+                text("just chatting"),
+                text("!quote add something"),
+            ])),
+            sent: Arc::default(),
+        };
+        let link = ClientLink::new(client_box(platform.clone()), "someone");
+        let sink = Sink::new(IngressSink_TO::from_ptr(
+            RBox::new(Closing(Mutex::new(1))),
+            TD_Opaque,
+        ));
+        link.listen(&sink).unwrap();
+        assert_eq!(
+            *platform.sent.lock().unwrap(),
+            [
+                "the bot is shutting down; `!sleep` was not run",
+                "the bot is shutting down; `!quote` was not run",
+            ]
+        );
     }
 }

@@ -87,7 +87,10 @@ pub type ClientBox = Client_TO<'static, RArc<()>>;
 /// Why the engine did not take a pushed message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PushError {
-    /// The engine stopped intake (shutting down): return from `listen`.
+    /// The engine stopped intake (it is shutting down) and did not take the
+    /// message: tell its author with [`shutting_down_reply`] (the engine
+    /// counts it as refused), and return from `listen` once the platform
+    /// has nothing more to hand over.
     Closed,
     /// The engine is overloaded and configured to reject rather than wait;
     /// the message was dropped. Tell the user, and keep listening. (The
@@ -107,6 +110,30 @@ impl std::fmt::Display for PushError {
 }
 
 impl std::error::Error for PushError {}
+
+/// The reply to a command that will not run because the bot is shutting
+/// down: ``the bot is shutting down; `!sleep` was not run`` (the command
+/// word only, at most 64 characters of it). The engine sends it for every
+/// command it refuses once its shutdown grace is over; an adapter whose
+/// `push` got [`PushError::Closed`] sends it for the command it could not
+/// hand over, as [`ClientLink`](crate::adapter::ClientLink) does.
+///
+/// ```
+/// use plugboard_interface::host::shutting_down_reply;
+/// assert_eq!(
+///     shutting_down_reply("!sleep 10"),
+///     "the bot is shutting down; `!sleep` was not run"
+/// );
+/// ```
+pub fn shutting_down_reply(content: &str) -> String {
+    const MAX_CHARS: usize = 64;
+    let command = content.split_whitespace().next().unwrap_or_default();
+    let mut shown: String = command.chars().take(MAX_CHARS).collect();
+    if shown.len() < command.len() {
+        shown.push('…');
+    }
+    format!("the bot is shutting down; `{shown}` was not run")
+}
 
 /// What became of a pushed message.
 #[repr(u8)]

@@ -86,7 +86,8 @@ pub struct EngineSection {
     pub slow_call: Option<f64>,
     pub max_reply_bytes: Option<usize>,
     pub max_reply_lines: Option<usize>,
-    /// Seconds, for both `listen_grace` and `shutdown_grace`.
+    /// Seconds: `shutdown_grace`; `listen_grace` is the whole shutdown
+    /// (`shutdown_grace + refusal_window`).
     pub grace_period: Option<f64>,
     /// Seconds an extension's `manifest` or `init` may run.
     pub load_deadline: Option<f64>,
@@ -247,8 +248,8 @@ impl FileConfig {
             .grace_period
             .and_then(|v| Duration::try_from_secs_f64(v).ok())
         {
-            config.listen_grace = d;
             config.shutdown_grace = d;
+            config.listen_grace = config.shutdown_bound();
         }
         if let Some(d) = e
             .load_deadline

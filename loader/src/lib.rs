@@ -47,8 +47,8 @@ pub mod trust;
 pub use engine::routes;
 pub use engine::{
     stats_table, AdapterStatus, Engine, EngineBuilder, EngineConfig, EngineError, Handle,
-    LoadReport, Loaded, PluginCounters, PluginState, PluginStatus, Scope, SubmitError, Unmatched,
-    WhenFull,
+    LoadReport, Loaded, PluginCounters, PluginState, PluginStatus, Scope, ShutdownReport,
+    SubmitError, Unmatched, WhenFull,
 };
 pub use error::{Kind, LoadError, LoadErrorKind, Source, Stage};
 pub use path::{LoadPath, PATH_ENV};

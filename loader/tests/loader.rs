@@ -483,7 +483,7 @@ mod engine {
         let handle = engine.handle();
         let server = std::thread::spawn(move || engine.serve());
         handle.request_shutdown();
-        assert!(server.join().unwrap(), "a clean, drained shutdown");
+        assert!(server.join().unwrap().clean, "a clean, drained shutdown");
         let probe = handle
             .plugins()
             .into_iter()
@@ -680,7 +680,8 @@ mod bad_libraries {
 mod faults {
     use std::time::Duration;
 
-    use plugboard_loader::{Engine, EngineConfig, Kind, PluginState, Unmatched};
+    use plugboard_interface::message::RawMessage;
+    use plugboard_loader::{Engine, EngineConfig, Kind, PluginState, ShutdownReport, Unmatched};
 
     use crate::support::{lib, TestClient};
 
@@ -780,7 +781,7 @@ mod faults {
         );
         drop(feed);
         assert!(
-            engine.shutdown(),
+            engine.shutdown().clean,
             "shutdown drains despite the abandoned thread"
         );
     }
@@ -925,6 +926,59 @@ mod faults {
         engine.shutdown();
     }
 
+    /// Issue 10, item 2: commands still waiting when the shutdown grace
+    /// ends used to be dropped without a word. They are now answered "the
+    /// bot is shutting down" through their adapter, like any reply, and the
+    /// report accounts for every command, from adapters and handles alike.
+    #[test]
+    fn past_the_grace_commands_not_run_are_refused_and_every_one_is_counted() {
+        const FED: usize = 300;
+        const SUBMITTED: usize = 100;
+        let (engine, feed, replies) = crate::support::start(
+            Engine::builder(EngineConfig {
+                workers: 2,
+                shutdown_grace: Duration::from_millis(200),
+                ..EngineConfig::default()
+            })
+            .library(&lib("plugboard_discord"))
+            .library(&lib("plugboard_fixture_sleeps")),
+        );
+        // 4 s of work on 2 workers, for a grace of 200 ms.
+        let handle = engine.handle();
+        for i in 0..FED {
+            feed.say(&format!("u{}", i % 10), "!sleep 10");
+        }
+        for i in 0..SUBMITTED {
+            let message = RawMessage::new(None, &format!("h{}", i % 5), "!sleep 10");
+            handle.submit("discord", message).unwrap();
+        }
+        drop(feed);
+        let report = engine.shutdown();
+        let texts = replies.texts();
+        let slept = texts.iter().filter(|t| *t == "slept 10 ms").count();
+        let refused = texts
+            .iter()
+            .filter(|t| *t == "the bot is shutting down; `!sleep` was not run")
+            .count();
+        assert_eq!(slept + refused, texts.len(), "{texts:?}");
+        assert!(refused > 0, "the grace ended first");
+        assert_eq!(
+            report,
+            ShutdownReport {
+                answered: slept as u64,
+                refused: refused as u64,
+                abandoned: 0,
+                undelivered: 0,
+                clean: true,
+            }
+        );
+        assert_eq!(report.commands(), (FED + SUBMITTED) as u64);
+        assert_eq!(
+            report.to_string(),
+            format!("{slept} answered, {refused} refused at shutdown, 0 abandoned")
+        );
+    }
+
     #[test]
     fn adapter_panics_in_init_and_stop_are_contained() {
         let (feed, client, _replies) = TestClient::triple();
@@ -946,7 +1000,7 @@ mod faults {
             .start()
             .unwrap();
         assert!(
-            engine.shutdown(),
+            engine.shutdown().clean,
             "a panicking stop does not stop the shutdown"
         );
     }
@@ -1514,7 +1568,7 @@ mod open_path {
             .unwrap();
         answers("truncated");
         drop(feed);
-        assert!(engine.shutdown());
+        assert!(engine.shutdown().clean);
     }
 
     #[test]
@@ -1741,11 +1795,13 @@ mod hostile_plugins {
 
     use crossbeam_channel::{select, unbounded, Receiver, Sender};
     use plugboard_interface::prelude::*;
-    use plugboard_loader::{Engine, EngineConfig, PluginState};
+    use plugboard_loader::{Engine, EngineConfig, PluginState, ShutdownReport};
 
     use crate::support::{captured_logs, lib, start};
 
-    const NAMES: [&str; 6] = ["gate0", "gate1", "gate2", "gate3", "gate4", "gate5"];
+    const NAMES: [&str; 7] = [
+        "gate0", "gate1", "gate2", "gate3", "gate4", "gate5", "gate6",
+    ];
 
     /// The plugin's ends of its test's wires.
     struct Wires {
@@ -1902,7 +1958,7 @@ mod hostile_plugins {
             handle.worker_threads() == 2
         });
         drop(feed);
-        assert!(engine.shutdown());
+        assert!(engine.shutdown().clean);
         assert!(replies.texts().is_empty(), "exactly one reply per command");
     }
 
@@ -1945,7 +2001,7 @@ mod hostile_plugins {
         feed.say("third", "!ok");
         assert_eq!(replies.wait_for(1), ["ok"]);
         drop(feed);
-        assert!(engine.shutdown());
+        assert!(engine.shutdown().clean);
     }
 
     /// Issue 9, item 2: with `quarantine_after = 0`, abandoned threads grew
@@ -2000,7 +2056,7 @@ mod hostile_plugins {
         drop(control.release);
         eventually("the stuck calls return", || handle.abandoned_threads() == 0);
         drop(feed);
-        assert!(engine.shutdown());
+        assert!(engine.shutdown().clean);
     }
 
     /// Issue 9, item 3: a quarantine ends after its cooldown with one trial
@@ -2069,7 +2125,7 @@ mod hostile_plugins {
         assert_eq!(replies.wait_for(1), ["unblocked ann"]);
         assert_eq!(state_of(&engine, "gate3"), PluginState::Active);
         drop(feed);
-        assert!(engine.shutdown());
+        assert!(engine.shutdown().clean);
     }
 
     /// `!enable` and `Handle::reinstate` still lift a quarantine at once.
@@ -2102,7 +2158,7 @@ mod hostile_plugins {
         feed.say("ann", "!ok");
         assert_eq!(replies.wait_for(1), ["ok"]);
         drop(feed);
-        assert!(engine.shutdown());
+        assert!(engine.shutdown().clean);
     }
 
     /// Issue 9, item 8 (engine part): a 10 MB reply became 5,243 messages.
@@ -2141,7 +2197,56 @@ mod hostile_plugins {
             ]
         );
         drop(feed);
-        assert!(engine.shutdown());
+        assert!(engine.shutdown().clean);
+    }
+
+    /// Issue 10, item 2: at the end of the shutdown, a call that never
+    /// returned is abandoned and counted; everything behind it, in its
+    /// conversation or waiting for its plugin, was refused when the grace
+    /// ended (overtaking it: it never answers).
+    #[test]
+    fn a_call_stuck_past_the_end_is_abandoned_and_counted() {
+        let control = wire::<6>();
+        let (engine, feed, replies) = start(
+            Engine::builder(EngineConfig {
+                workers: 2,
+                shutdown_grace: Duration::from_millis(100),
+                refusal_window: Duration::from_millis(300),
+                ..EngineConfig::default()
+            })
+            .library(&lib("plugboard_discord"))
+            .plugin::<Gate<6>>()
+            .plugin_deadline("gate6", LONG)
+            .plugin_max_in_flight("gate6", 1),
+        );
+        feed.say("stuck", "!block");
+        control
+            .entered
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap();
+        // Behind it in its conversation, and behind its plugin's limit.
+        for _ in 0..3 {
+            feed.say("stuck", "!ok");
+        }
+        feed.say("other", "!ok");
+        drop(feed);
+        let report = engine.shutdown();
+        assert_eq!(
+            report,
+            ShutdownReport {
+                answered: 0,
+                refused: 4,
+                abandoned: 1,
+                undelivered: 0,
+                clean: false,
+            }
+        );
+        assert_eq!(
+            replies.texts(),
+            ["the bot is shutting down; `!ok` was not run"; 4]
+        );
+        assert!(logged("1 command(s) still inside"));
+        drop(control.release);
     }
 
     /// Issue 9, item 4: a plugin whose `Drop` never returns held exit
@@ -2151,6 +2256,7 @@ mod hostile_plugins {
     fn a_destructor_that_never_returns_cannot_hold_shutdown() {
         let engine = Engine::builder(EngineConfig {
             shutdown_grace: Duration::from_millis(300),
+            refusal_window: Duration::from_millis(200),
             ..EngineConfig::default()
         })
         .library(&lib("plugboard_fixture_drop_hangs"))
@@ -2159,11 +2265,11 @@ mod hostile_plugins {
         .unwrap();
         assert!(engine.report().failures.is_empty());
         assert!(
-            !engine.shutdown(),
+            !engine.shutdown().clean,
             "not a clean shutdown: a destructor was abandoned"
         );
         assert!(logged(
-            "plugin `drop-hangs` did not finish dropping within the 300 ms shutdown grace; abandoning its thread"
+            "plugin `drop-hangs` did not finish dropping within the shutdown's 500 ms; abandoning its thread"
         ));
         assert!(
             !logged("plugin `bacon` did not finish dropping"),

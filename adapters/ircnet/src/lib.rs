@@ -44,7 +44,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use plugboard_interface::host::PushError;
+use plugboard_interface::host::{shutting_down_reply, PushError};
 use plugboard_interface::log;
 use plugboard_interface::prelude::*;
 use plugboard_interface::serde::Deserialize;
@@ -628,7 +628,16 @@ impl IrcNet {
                         "PRIVMSG {} :{nick}: busy, try again in a moment",
                         room.unwrap_or(nick)
                     ))),
-                    Err(e @ PushError::Closed) => Err(e),
+                    Err(e @ PushError::Closed) => {
+                        // Told, not dropped (the engine counts it refused);
+                        // a failed write changes nothing now: we stop.
+                        let _ = write(&format!(
+                            "PRIVMSG {} :{nick}: {}",
+                            room.unwrap_or(nick),
+                            shutting_down_reply(text)
+                        ));
+                        Err(e)
+                    }
                 }
             }
             _ => Ok(None),

@@ -1,7 +1,7 @@
 //! The engine's side of the boundary: the [`Host`] services each extension
 //! gets, the [`IngressSink`] adapters push into, and the intake [`Gate`].
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use abi_stable::sabi_trait::TD_Opaque;
@@ -37,8 +37,13 @@ impl Inbound {
 /// sender; once every gate is closed the ingress channel disconnects and the
 /// router knows no message can arrive any more. That is how intake stops
 /// (see [`shutdown`](super::shutdown)).
+///
+/// It counts what it took and refused, for the shutdown report (one
+/// producer per gate, mostly: uncontended).
 pub(crate) struct Gate {
     tx: RwLock<Option<Sender<Inbound>>>,
+    accepted: AtomicU64,
+    turned_away: AtomicU64,
     /// Disconnected by `close` first, to wake sends waiting for room: the
     /// router may not make room before shutdown ends (its backlog full
     /// behind a hung command), and `close` must not wait for it.
@@ -58,6 +63,8 @@ impl Gate {
         let (closing, closed) = bounded(0);
         Gate {
             tx: RwLock::new(Some(tx)),
+            accepted: AtomicU64::new(0),
+            turned_away: AtomicU64::new(0),
             closing: Mutex::new(Some(closing)),
             closed,
         }
@@ -76,6 +83,26 @@ impl Gate {
     /// ahead (or, in the extreme case of more than `2 * max_pending`
     /// refusals awaiting their reply, until some have left).
     pub fn send(&self, inbound: Inbound) -> Result<(), Refused> {
+        let sent = self.try_send(inbound);
+        let count = match sent {
+            Ok(()) => &self.accepted,
+            Err(Refused::Closed) => &self.turned_away,
+        };
+        count.fetch_add(1, Ordering::Relaxed);
+        sent
+    }
+
+    /// Messages taken so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Messages refused because intake was closed.
+    pub fn turned_away(&self) -> u64 {
+        self.turned_away.load(Ordering::Relaxed)
+    }
+
+    fn try_send(&self, inbound: Inbound) -> Result<(), Refused> {
         // A poisoned lock means a panic while holding it, which `send` and
         // `close` cannot do; treat it like a closed gate rather than panic.
         let Ok(guard) = self.tx.read() else {
@@ -319,5 +346,7 @@ mod tests {
         assert_eq!(pusher.join().unwrap(), Err(Refused::Closed));
         assert_eq!(gate.send(inbound()), Err(Refused::Closed));
         assert_eq!(rx.len(), 1, "only the first message was accepted");
+        // Counted for the shutdown report.
+        assert_eq!((gate.accepted(), gate.turned_away()), (1, 2));
     }
 }

@@ -31,12 +31,13 @@ pub use switches::Scope;
 
 use health::{Health, Outcome};
 pub use health::{PluginCounters, PluginState};
+pub use shutdown::ShutdownReport;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -56,6 +57,7 @@ use crate::trust::TrustPolicy;
 use host::{Gate, Inbound};
 use router::Router;
 use routes::Routes;
+use shutdown::{Refuser, Tally};
 use supervisor::Supervisor;
 use switches::Switches;
 use worker::{Links, LivePlugin, Shared, Slot, SlotState, Worker};
@@ -114,15 +116,23 @@ pub struct EngineConfig {
     /// Commands that may wait behind busy conversations (the router's
     /// backlog); see `when_full` for what happens past it.
     pub max_pending: usize,
-    /// How long shutdown waits for adapters' `listen` to return (within
-    /// `shutdown_grace`).
+    /// How long shutdown waits for adapters' `listen` to return after
+    /// `stop` (never past the end of the shutdown); then intake closes, and
+    /// a listener still running is abandoned. Meanwhile what they push is
+    /// accepted (and refused, once `shutdown_grace` is over).
     pub listen_grace: Duration,
-    /// The longest a shutdown takes: waiting for `listen` to return, for the
-    /// pipeline to drain and for the extensions' destructors all end this
-    /// long after it began. Whatever is still busy then (an adapter stuck in
-    /// `send`, a plugin stuck in a call or in its `Drop`) is abandoned with
-    /// a log line.
+    /// How long a shutdown lets accepted commands run: until then the
+    /// pipeline drains normally. Past it, for `refusal_window`, every
+    /// command not yet run is answered ``the bot is shutting down; `!x` was
+    /// not run`` instead (see [`shutdown`]).
     pub shutdown_grace: Duration,
+    /// How long refusals have to reach the adapters once `shutdown_grace`
+    /// is over. A shutdown ends `shutdown_grace + refusal_window` after it
+    /// began (the *hard deadline*), whatever the extensions do: what is
+    /// still busy then (an adapter stuck in `send` or `listen`, a plugin
+    /// stuck in a call or in its `Drop`) is abandoned with a log line, and
+    /// the commands still inside are counted as abandoned.
+    pub refusal_window: Duration,
     /// What to do with unmatched commands.
     pub unmatched: Unmatched,
     /// What happens when the engine is full: once `max_pending` commands
@@ -189,6 +199,7 @@ impl Default for EngineConfig {
             max_pending: 4096,
             listen_grace: Duration::from_secs(5),
             shutdown_grace: Duration::from_secs(10),
+            refusal_window: Duration::from_secs(1),
             unmatched: Unmatched::Ignore,
             when_full: WhenFull::Block,
             command_deadline: Duration::from_secs(5),
@@ -216,6 +227,11 @@ impl EngineConfig {
         }
     }
 
+    /// The longest a shutdown takes: `shutdown_grace + refusal_window`.
+    pub fn shutdown_bound(&self) -> Duration {
+        self.shutdown_grace.saturating_add(self.refusal_window)
+    }
+
     /// The limit of calls in flight of plugin `name`.
     fn max_in_flight_of(&self, name: &str) -> usize {
         match self.plugin_max_in_flight.get(name) {
@@ -224,6 +240,12 @@ impl EngineConfig {
             _ => self.worker_count(),
         }
     }
+}
+
+/// `t + d`, or, for a `d` too long to represent, a time that never comes.
+fn later(t: Instant, d: Duration) -> Instant {
+    t.checked_add(d)
+        .unwrap_or_else(|| t + Duration::from_secs(u64::from(u32::MAX)))
 }
 
 /// `200 ms`, `5 s`, `2.5 s`: durations in replies and log lines.
@@ -829,6 +851,10 @@ pub struct Engine {
     /// Each pipeline thread drops its clone when it ends.
     pipeline_done: Receiver<()>,
     supervisor: Option<(Sender<()>, JoinHandle<()>)>,
+    /// Dropped when the shutdown grace ends (the router refuses from then on).
+    refuse: Option<Sender<()>>,
+    /// Each adapter's egress channel, to count the replies left undelivered.
+    egress_queues: Vec<Receiver<plugboard_interface::message::Egress>>,
     stopped: bool,
 }
 
@@ -888,12 +914,14 @@ impl Engine {
         let mut pipeline = Vec::new();
         let mut running = Vec::new();
         let mut egress_txs = Vec::new();
+        let mut egress_queues = Vec::new();
         let mut adapter_health = Vec::new();
         for (manifest, obj) in adapters {
             let name = manifest.name.to_string();
             let obj = Arc::new(obj);
             let (egress_tx, egress_rx) = bounded(config.egress_capacity.max(1));
             egress_txs.push(egress_tx);
+            egress_queues.push(egress_rx.clone());
             let health = Arc::new(Health::default());
             adapter_health.push((name.clone(), Arc::clone(&health), Arc::downgrade(&obj)));
             let egress = Egress {
@@ -942,6 +970,8 @@ impl Engine {
             max_reply_lines: config.max_reply_lines,
             switches: Switches::load(config.data_dir.as_deref()).map_err(EngineError::Switches)?,
             admins: config.admins.clone(),
+            refusing: AtomicBool::new(false),
+            tally: Tally::default(),
         });
         for name in shared.switches.plugins() {
             if shared.plugin_index(&name).is_none() {
@@ -968,6 +998,13 @@ impl Engine {
             };
             workers.push((slot, spawn(format!("worker-{i}"), move || worker.run())?));
         }
+        // Disconnected when the shutdown grace ends: the router refuses.
+        let (refuse, refuse_signal) = bounded::<()>(0);
+        let refuser = Refuser {
+            shared: Arc::clone(&shared),
+            egress: egress_txs.clone(),
+            signal: refuse_signal,
+        };
         // Only the workers' slots may hold these: dropping them is what ends
         // each stage.
         drop((done_tx, egress_txs));
@@ -997,6 +1034,7 @@ impl Engine {
             execution: execution_tx,
             max_pending: config.max_pending.max(1),
             reject: config.when_full == WhenFull::Reject,
+            refuser: Some(refuser),
         };
         let finished = pipeline_done_tx;
         pipeline.push((
@@ -1049,6 +1087,8 @@ impl Engine {
             pipeline,
             pipeline_done,
             supervisor: Some((control_tx, supervisor)),
+            refuse: Some(refuse),
+            egress_queues,
             stopped: false,
         })
     }
@@ -1073,10 +1113,12 @@ impl Engine {
         self.handle.clone()
     }
 
-    /// Stops gracefully: stop intake, finish every accepted command, deliver
-    /// every reply, stop the adapters, join every thread. See [`shutdown`].
-    /// Returns whether everything drained within the grace periods.
-    pub fn shutdown(mut self) -> bool {
+    /// Stops gracefully: stop intake, finish every accepted command (until
+    /// `shutdown_grace`; then refuse the rest, saying so), deliver every
+    /// reply, stop the adapters, join every thread; all of it by
+    /// `shutdown_grace + refusal_window`. See [`shutdown`]. Returns what
+    /// became of the commands, and whether it all ended cleanly.
+    pub fn shutdown(mut self) -> ShutdownReport {
         self.stop()
     }
 
@@ -1084,7 +1126,7 @@ impl Engine {
     /// platform closed), then shuts down gracefully: the main loop of a bot
     /// whose adapters end on their own. Returns what [`Engine::shutdown`]
     /// returns.
-    pub fn serve(mut self) -> bool {
+    pub fn serve(mut self) -> ShutdownReport {
         while self.returned.iter().any(|r| !r) {
             match self.listeners_done.recv() {
                 Ok(index) => self.returned[index] = true,
@@ -1095,25 +1137,59 @@ impl Engine {
         self.stop()
     }
 
-    fn stop(&mut self) -> bool {
+    /// Once the grace is over: commands not yet run are refused.
+    fn start_refusing(&mut self) {
+        if let Some(signal) = self.refuse.take() {
+            self.handle.shared.refusing.store(true, Ordering::Relaxed);
+            // Wakes the router.
+            drop(signal);
+            log::warn!(
+                "the {} shutdown grace is over: refusing the commands not yet run",
+                human(self.config.shutdown_grace)
+            );
+        }
+    }
+
+    /// Waits on `rx` until `until`, starting to refuse at `grace_end` if
+    /// that comes first.
+    fn recv_until<T>(
+        &mut self,
+        rx: &Receiver<T>,
+        grace_end: Instant,
+        until: Instant,
+    ) -> Result<T, RecvTimeoutError> {
+        if self.refuse.is_some() && grace_end < until {
+            match rx.recv_deadline(grace_end) {
+                Err(RecvTimeoutError::Timeout) => self.start_refusing(),
+                other => return other,
+            }
+        }
+        rx.recv_deadline(until)
+    }
+
+    fn stop(&mut self) -> ShutdownReport {
         if std::mem::replace(&mut self.stopped, true) {
-            return true;
+            return ShutdownReport {
+                clean: true,
+                ..ShutdownReport::default()
+            };
         }
         let mut clean = true;
-        // Every wait below ends by this.
         let started = Instant::now();
-        let deadline = started + self.config.shutdown_grace;
+        let grace_end = later(started, self.config.shutdown_grace);
+        // Every wait below ends by this.
+        let deadline = later(started, self.config.shutdown_bound());
         // 1. Stop listening.
         for adapter in &self.adapters {
             if let Err(e) = adapter.obj.stop().into_result() {
                 log::error!("adapter `{}` failed to stop: {e}", adapter.name);
             }
         }
-        let listen_deadline = (started + self.config.listen_grace).min(deadline);
-        let returned = &mut self.returned;
-        while returned.iter().any(|r| !r) {
-            match self.listeners_done.recv_deadline(listen_deadline) {
-                Ok(index) => returned[index] = true,
+        let listen_deadline = later(started, self.config.listen_grace).min(deadline);
+        let listeners_done = self.listeners_done.clone();
+        while self.returned.iter().any(|r| !r) {
+            match self.recv_until(&listeners_done, grace_end, listen_deadline) {
+                Ok(index) => self.returned[index] = true,
                 Err(_) => break,
             }
         }
@@ -1125,9 +1201,9 @@ impl Engine {
             } else {
                 clean = false;
                 log::warn!(
-                    "adapter `{}` did not return from listen within {:?} of stop; abandoning its listener thread",
+                    "adapter `{}` did not return from listen within {} of stop; abandoning its listener thread",
                     self.adapters[index].name,
-                    listen_deadline - started
+                    human(listen_deadline - started)
                 );
             }
         }
@@ -1137,15 +1213,18 @@ impl Engine {
         }
         self.handle_gate.close();
         // 3-5. The pipeline drains stage by stage: wait for the router and
-        // the egress threads (which end after every worker), within the grace.
+        // the egress threads (which end after every worker), refusing once
+        // the grace is over.
+        let pipeline_done = self.pipeline_done.clone();
         let drained = loop {
-            match self.pipeline_done.recv_deadline(deadline) {
+            match self.recv_until(&pipeline_done, grace_end, deadline) {
                 // Never sent: each thread signals by dropping its sender.
                 Ok(()) => continue,
                 Err(RecvTimeoutError::Disconnected) => break true,
                 Err(RecvTimeoutError::Timeout) => break false,
             }
         };
+        let report = self.accounting(clean);
         if drained {
             for (_, thread) in self.pipeline.drain(..) {
                 if thread.join().is_err() {
@@ -1165,16 +1244,40 @@ impl Engine {
                 .map(|(n, _)| n.as_str())
                 .collect();
             log::error!(
-                "shutdown grace of {:?} expired with {} still busy; abandoning them",
-                self.config.shutdown_grace,
-                busy.join(", ")
+                "shutdown did not finish within {} ({} grace, then {} refusing) with {} still busy; abandoning them and {} command(s) still inside",
+                human(deadline - started),
+                human(self.config.shutdown_grace),
+                human(self.config.refusal_window),
+                busy.join(", "),
+                report.abandoned
             );
         }
         // 6. Drop the extensions, each on a thread of its own, within what
-        // is left of the grace: a destructor that never returns must not
-        // hold the process.
-        clean &= self.drop_extensions(deadline);
-        clean
+        // is left: a destructor that never returns must not hold the
+        // process.
+        clean &= self.drop_extensions(started, deadline);
+        ShutdownReport { clean, ..report }
+    }
+
+    /// The accounting so far (see [`ShutdownReport`]), with `clean`.
+    fn accounting(&self, clean: bool) -> ShutdownReport {
+        let shared = &self.handle.shared;
+        let (mut accepted, mut closed) = (self.handle_gate.accepted(), 0);
+        for adapter in &self.adapters {
+            accepted += adapter.gate.accepted();
+            closed += adapter.gate.turned_away();
+        }
+        // Read after the gates: nothing is accepted any more, and whatever
+        // the engine answered was accepted before.
+        let answered = shared.tally.answered.load(Ordering::Relaxed);
+        let refused = shared.tally.refused.load(Ordering::Relaxed);
+        ShutdownReport {
+            answered,
+            refused: refused + closed,
+            abandoned: accepted.saturating_sub(answered + refused),
+            undelivered: self.egress_queues.iter().map(|q| q.len() as u64).sum(),
+            clean,
+        }
     }
 
     /// Drops every plugin and adapter instance on threads of their own and
@@ -1182,7 +1285,7 @@ impl Engine {
     /// abandoned with a log line. A plugin with a call still in flight (a
     /// thread stuck in it) is not dropped at all. Returns whether every
     /// extension that could be dropped was dropped in time.
-    fn drop_extensions(&mut self, deadline: Instant) -> bool {
+    fn drop_extensions(&mut self, started: Instant, deadline: Instant) -> bool {
         let mut clean = true;
         let mut doomed: Vec<(String, Box<dyn Send>)> = Vec::new();
         for plugin in &self.handle.shared.plugins {
@@ -1236,8 +1339,8 @@ impl Engine {
         drop(done_tx);
         if pending.iter().any(|p| *p) && Instant::now() >= deadline {
             log::warn!(
-                "the {} shutdown grace is over: extensions are dropped in the background, not waited for",
-                human(self.config.shutdown_grace)
+                "the shutdown's {} are over: extensions are dropped in the background, not waited for",
+                human(deadline - started)
             );
             return false;
         }
@@ -1250,8 +1353,8 @@ impl Engine {
         for (name, _) in names.iter().zip(&pending).filter(|(_, p)| **p) {
             clean = false;
             log::warn!(
-                "{name} did not finish dropping within the {} shutdown grace; abandoning its thread",
-                human(self.config.shutdown_grace)
+                "{name} did not finish dropping within the shutdown's {}; abandoning its thread",
+                human(deadline - started)
             );
         }
         clean

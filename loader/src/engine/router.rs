@@ -39,6 +39,12 @@
 //! - Refusing a conversation with nothing in flight needs a marker of its
 //!   own; past `2 * max_pending` markers the router stops reading ingress
 //!   until markers leave (backpressure, never a reply out of order).
+//!
+//! Once the shutdown grace is over (`Refuser::signal` disconnects), the
+//! router answers every backlogged command, and every command arriving
+//! after, with the shutting-down reply instead of dispatching it (see
+//! [`shutdown`](super::shutdown)); busy markers still waiting get their
+//! busy reply then.
 
 use std::collections::hash_map::{Entry, HashMap};
 use std::collections::VecDeque;
@@ -48,6 +54,7 @@ use abi_stable::std_types::RString;
 use crossbeam_channel::{never, select, Receiver, Sender};
 
 use super::host::Inbound;
+use super::shutdown::Refuser;
 
 /// A conversation's commands, to run in order on one worker.
 pub(crate) struct Batch {
@@ -146,6 +153,9 @@ pub(crate) struct Router {
     /// `WhenFull::Reject`: shed conversations over their share instead of
     /// waiting.
     pub reject: bool,
+    /// Refuses what is left once the shutdown grace is over (`None` in the
+    /// router's own tests, which never shut an engine down).
+    pub refuser: Option<Refuser>,
 }
 
 /// A conversation with a batch in flight, or waiting for room in the
@@ -291,6 +301,8 @@ enum Event {
     Inbound(Option<Inbound>),
     Done(Option<u64>),
     Sent(bool),
+    /// The shutdown grace is over.
+    Refuse,
 }
 
 impl Router {
@@ -299,30 +311,53 @@ impl Router {
         let mut held: Option<Inbound> = None;
         let mut intake_open = true;
         let closed = never();
+        let closed_signal = never::<()>();
+        let mut refusing = false;
         loop {
             if !intake_open && st.convs.is_empty() {
                 // Nothing in flight and nothing can arrive: dropping
                 // `self.execution` lets the workers finish.
                 return;
             }
-            let reading =
-                intake_open && held.is_none() && (self.reject || st.pending < self.max_pending);
+            let reading = intake_open
+                && held.is_none()
+                && (refusing || self.reject || st.pending < self.max_pending);
             let ingress = if reading { &self.ingress } else { &closed };
-            let event = if st.ready.is_empty() {
+            // Once refusing, the signal (disconnected) would fire forever.
+            let signal = match &self.refuser {
+                Some(refuser) if !refusing => &refuser.signal,
+                _ => &closed_signal,
+            };
+            let event = if st.ready.is_empty() || refusing {
                 select! {
                     recv(ingress) -> inbound => Event::Inbound(inbound.ok()),
                     recv(self.done) -> key => Event::Done(key.ok()),
+                    recv(signal) -> _ => Event::Refuse,
                 }
             } else {
                 select! {
                     recv(ingress) -> inbound => Event::Inbound(inbound.ok()),
                     recv(self.done) -> key => Event::Done(key.ok()),
                     send(self.execution, st.next_ready()) -> sent => Event::Sent(sent.is_ok()),
+                    recv(signal) -> _ => Event::Refuse,
                 }
             };
             let outcome = match event {
+                Event::Refuse => {
+                    // The grace is over: what waits is answered, now.
+                    refusing = true;
+                    if let Some(inbound) = held.take() {
+                        self.refuse_at_shutdown(&inbound);
+                    }
+                    self.refuse_waiting(&mut st);
+                    Ok(())
+                }
                 Event::Inbound(None) => {
                     intake_open = false;
+                    Ok(())
+                }
+                Event::Inbound(Some(inbound)) if refusing => {
+                    self.refuse_at_shutdown(&inbound);
                     Ok(())
                 }
                 Event::Inbound(Some(inbound)) if self.reject => {
@@ -359,6 +394,32 @@ impl Router {
                     Err(Gone) => return,
                 }
             }
+        }
+    }
+
+    /// Answers every backlog now: commands with the shutting-down reply,
+    /// busy markers with their busy reply. Conversations waiting in the
+    /// ready queue are forgotten (none of theirs is in flight); the others
+    /// end when their batch in flight reports done.
+    fn refuse_waiting(&self, st: &mut State) {
+        let Some(refuser) = &self.refuser else { return };
+        for (_, conv) in st.convs.iter_mut() {
+            for item in conv.take(&mut st.pending, &mut st.markers) {
+                match item {
+                    Item::Command(inbound) => refuser.refuse(&inbound),
+                    Item::Busy { message, more } => refuser.busy(&message, more),
+                }
+            }
+        }
+        for key in st.ready.drain(..) {
+            st.convs.remove(&key);
+        }
+    }
+
+    /// The grace is over: `inbound` gets the shutting-down reply.
+    fn refuse_at_shutdown(&self, inbound: &Inbound) {
+        if let Some(refuser) = &self.refuser {
+            refuser.refuse(inbound);
         }
     }
 
@@ -523,6 +584,7 @@ mod tests {
             execution,
             max_pending,
             reject: true,
+            refuser: None,
         };
         let thread = std::thread::spawn(move || router.run());
         (ingress_tx, execution_rx, done_tx, thread)

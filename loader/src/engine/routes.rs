@@ -125,6 +125,11 @@ impl Routes {
         self.set.matches_read_at(matched, text, 0);
     }
 
+    /// Whether any route matches `text`.
+    pub fn is_match(&self, text: &str) -> bool {
+        self.set.is_match(text)
+    }
+
     /// Fresh capture buffers, one per route (a worker keeps its own).
     pub fn capture_buffers(&self) -> Vec<CaptureLocations> {
         self.routes

@@ -20,7 +20,9 @@
 //!   `bulkhead.rs`); if it ever does, it drops the result and exits.
 //! - **Waiting commands** of a plugin that is quarantined or disabled are
 //!   resumed at once (to be answered so); those that waited past the
-//!   plugin's deadline are answered "busy".
+//!   plugin's deadline are answered "busy". Once the shutdown grace is
+//!   over, every waiting command is resumed at each tick, to be refused
+//!   (see [`shutdown`](super::shutdown)).
 //!
 //! **Threads are bounded: at most `workers + max_abandoned` worker threads
 //! exist, live or stuck.** Added workers count against it, and so do
@@ -165,6 +167,9 @@ impl Supervisor {
             ..SlotState::default()
         });
         worker::send_reply(&slot, running.message.adapter, reply);
+        if running.last {
+            shared.tally.answered();
+        }
         let links = slot.lock().links.take();
         if !rest.queue.is_empty() {
             // The other workers finish the batch, in order.
@@ -182,13 +187,14 @@ impl Supervisor {
     }
 
     /// Answers waiting commands of stopped plugins, and those that waited
-    /// too long.
+    /// too long; once the grace is over, all of them (to be refused).
     fn waiters(&self, now: Instant) {
+        let refusing = self.shared.refusing.load(Ordering::Relaxed);
         for plugin in &self.shared.plugins {
             if plugin.obj.waiting() == 0 {
                 continue;
             }
-            let ready = if plugin.health.stopped() {
+            let ready = if refusing || plugin.health.stopped() {
                 plugin.obj.wake_all()
             } else {
                 plugin.obj.expired(now, plugin.deadline)

@@ -13,6 +13,13 @@
 //! of a batch that waited for a plugin's call slot ([`bulkhead`](super::bulkhead)),
 //! or whose worker was abandoned.
 //!
+//! **Once the shutdown grace is over, workers refuse.** Before each step
+//! a worker reads the shared `refusing` flag (one relaxed load); once it is
+//! set, the rest of that command is answered with the shutting-down reply
+//! instead of running (see [`shutdown`](super::shutdown)), and so is every
+//! later command of the batch. A permit or trial call the command held is
+//! given back.
+//!
 //! **The pool keeps its capacity.** The supervisor adds a worker for each
 //! one that has been inside a single call longer than the slow threshold,
 //! so that `workers` threads are always free for everyone else; a worker
@@ -36,6 +43,7 @@ use super::health::{Admit, Breaker, Health, Outcome};
 use super::host::Inbound;
 use super::router::{Batch, Item};
 use super::routes::Routes;
+use super::shutdown::{self, Tally};
 use super::switches::Switches;
 use super::PluginStatus;
 use super::Unmatched;
@@ -109,6 +117,10 @@ pub(crate) struct Shared {
     pub max_reply_lines: usize,
     pub switches: Switches,
     pub admins: Vec<String>,
+    /// The shutdown grace is over: commands not yet run are refused.
+    pub refusing: AtomicBool,
+    /// Commands answered and refused, for the shutdown report.
+    pub tally: Tally,
 }
 
 impl Shared {
@@ -134,6 +146,8 @@ impl Shared {
 pub(crate) struct Step {
     pub message: Arc<Inbound>,
     pub action: Action,
+    /// The last step of its message: completing it answers the command.
+    pub last: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -175,6 +189,8 @@ pub(crate) struct Running {
     /// When the call counts as slow (a worker is added in its place).
     pub slow_at: Instant,
     pub trial: bool,
+    /// The call is its command's last step.
+    pub last: bool,
 }
 
 #[derive(Default)]
@@ -381,6 +397,7 @@ impl Worker {
                 queue.push_back(Step {
                     message: Arc::new(message),
                     action: Action::Busy { more },
+                    last: true,
                 });
                 return;
             }
@@ -389,6 +406,7 @@ impl Worker {
             queue.push_back(Step {
                 message,
                 action: Action::Builtin(builtin),
+                last: true,
             });
             return;
         }
@@ -405,12 +423,18 @@ impl Worker {
                     held: false,
                     trial: false,
                 },
+                last: false,
             });
         }
-        if queue.len() == before {
+        if queue.len() > before {
+            if let Some(step) = queue.back_mut() {
+                step.last = true;
+            }
+        } else {
             queue.push_back(Step {
                 message,
                 action: Action::Unmatched,
+                last: true,
             });
         }
     }
@@ -444,9 +468,16 @@ impl Worker {
                     }
                 }
             };
+            // One relaxed load per step: the flag changes once, at the end
+            // of the shutdown grace.
+            if self.shared.refusing.load(Ordering::Relaxed) {
+                self.refuse(step)?;
+                continue;
+            }
+            let last = step.last;
             let (message, reply) = match step.action {
                 Action::Call { route, held, trial } => {
-                    match self.call(step.message, route, held, trial, captures, spans)? {
+                    match self.call(step.message, route, held, trial, last, captures, spans)? {
                         Flow::Reply(message, reply) => (message, reply),
                         Flow::Parked => return Ok(()),
                     }
@@ -460,6 +491,8 @@ impl Worker {
                     (step.message, reply)
                 }
                 Action::Busy { more } => {
+                    // Its reply answers `more` later commands too.
+                    self.shared.tally.answered_many(more);
                     let reply = busy_reply(&step.message, more);
                     (step.message, Some(reply))
                 }
@@ -479,7 +512,51 @@ impl Worker {
                     return Err(Abandoned);
                 }
             }
+            if last {
+                self.shared.tally.answered();
+            }
         }
+    }
+
+    /// The grace is over: answers `first`'s command with the shutting-down
+    /// reply instead of running the rest of it, and gives back what its
+    /// steps held (a call slot handed over while it waited, a trial call).
+    fn refuse(&self, first: Step) -> Result<(), Abandoned> {
+        let message = Arc::clone(&first.message);
+        let unmatched = matches!(first.action, Action::Unmatched);
+        let mut step = Some(first);
+        while let Some(current) = step.take() {
+            let shared = &*self.shared;
+            match current.action {
+                Action::Call { route, held, trial } => {
+                    let plugin = &shared.plugins[shared.routes.routes[route].plugin];
+                    if held {
+                        drop(plugin.obj.adopt());
+                    }
+                    if trial {
+                        plugin.health.abandon_trial();
+                    }
+                }
+                Action::Expired { route, trial: true } => {
+                    shared.plugins[shared.routes.routes[route].plugin]
+                        .health
+                        .abandon_trial();
+                }
+                _ => {}
+            }
+            if !current.last {
+                // The command's other steps follow it in the batch.
+                step = self.slot.lock().queue.pop_front();
+            }
+        }
+        if let Some(text) = shutdown::refusal(&self.shared, &message, Some(!unmatched)) {
+            let egress = egress(&self.shared, &message, text);
+            if !send_reply(&self.slot, message.adapter, egress) {
+                return Err(Abandoned);
+            }
+        }
+        self.shared.tally.refused();
+        Ok(())
     }
 
     fn unmatched(&self, message: &Inbound) -> Option<RString> {
@@ -530,14 +607,16 @@ impl Worker {
         }
     }
 
-    /// Calls one route. `Err` means the call outlived its deadline and the
-    /// slot was abandoned meanwhile.
+    /// Calls one route (`last`: the command's last step). `Err` means the
+    /// call outlived its deadline and the slot was abandoned meanwhile.
+    #[allow(clippy::too_many_arguments)]
     fn call(
         &self,
         message: Arc<Inbound>,
         route_index: usize,
         held: bool,
         trial: bool,
+        last: bool,
         captures: &mut [CaptureLocations],
         spans: &mut Vec<Span>,
     ) -> Result<Flow, Abandoned> {
@@ -586,6 +665,7 @@ impl Worker {
                         held: false,
                         trial,
                     },
+                    last,
                 };
                 match plugin.obj.park(|| self.continuation(first)) {
                     Parked::Waiting => return Ok(Flow::Parked),
@@ -636,6 +716,7 @@ impl Worker {
             deadline: started + plugin.deadline,
             slow_at: started + shared.slow_call.min(plugin.deadline),
             trial,
+            last,
         });
         let result = permit.plugin().call(&invocation).into_result();
         {
