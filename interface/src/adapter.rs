@@ -8,7 +8,7 @@
 //!    message into the [`Sink`] until `stop` is called, the platform closes,
 //!    or `push` returns [`PushError::Closed`] (the engine stopped intake:
 //!    tell that message's author with
-//!    [`shutting_down_reply`](crate::host::shutting_down_reply)); then
+//!    [`crate::host::shutting_down_reply`]); then
 //!    return. After `stop`, the engine keeps taking what the platform had
 //!    already delivered until its shutdown grace is over (then it answers
 //!    those commands itself with the same reply), so an adapter that
