@@ -147,7 +147,7 @@ impl Sink {
     /// Hands a message to the engine. While its queue is full this blocks
     /// (or fails with [`PushError::Busy`], if the engine refuses at intake);
     /// [`PushError::Closed`] means the engine stopped intake: answer the
-    /// author with [`shutting_down_reply`](crate::host::shutting_down_reply)
+    /// author with [`shutting_down_reply`]
     /// and return from `listen`.
     pub fn push(&self, message: RawMessage) -> Result<(), PushError> {
         match self.inner.push(message) {
