@@ -232,7 +232,7 @@ impl ClientLink {
     /// answered "busy" on the platform, and once the engine has stopped
     /// intake (`push` fails with [`PushError::Closed`]), every command the
     /// client still holds is answered with
-    /// [`shutting_down_reply`](crate::host::shutting_down_reply) (the engine
+    /// [`shutting_down_reply`] (the engine
     /// counts them as refused). `stop` closes the client, so this ends.
     pub fn listen(&self, sink: &Sink) -> Result<(), Error> {
         while let Some(message) = self.client.recv().into_option() {
