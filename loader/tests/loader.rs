@@ -495,6 +495,52 @@ mod engine {
         );
     }
 
+    /// An adapter whose `stop` never returns (and whose `listen` ignores
+    /// it): neither `request_shutdown` nor the shutdown may wait for it.
+    struct Deaf;
+
+    impl Adapter for Deaf {
+        fn info() -> AdapterInfo {
+            AdapterInfo::new("deaf", "1.0.0")
+        }
+        fn init(_: &Context) -> Result<Self, Error> {
+            Ok(Deaf)
+        }
+        fn listen(&self, _: &Sink) -> Result<(), Error> {
+            loop {
+                std::thread::park();
+            }
+        }
+        fn send(&self, _: &Outgoing<'_>) -> Result<(), Error> {
+            Ok(())
+        }
+        fn stop(&self) {
+            loop {
+                std::thread::park();
+            }
+        }
+    }
+
+    #[test]
+    fn a_stop_that_never_returns_holds_neither_the_caller_nor_the_shutdown() {
+        let engine = Engine::builder(EngineConfig {
+            listen_grace: std::time::Duration::from_millis(100),
+            shutdown_grace: std::time::Duration::from_millis(100),
+            ..EngineConfig::default()
+        })
+        .adapter::<Deaf>()
+        .start()
+        .unwrap();
+        // Returns although `stop` never does.
+        engine.handle().request_shutdown();
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        std::thread::spawn(move || tx.send(engine.shutdown()));
+        let report = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .expect("the shutdown is bounded whatever `stop` does");
+        assert!(!report.clean, "the deaf listener was abandoned");
+    }
+
     /// An adapter whose init fails (no client injected) is reported; the
     /// rest of the engine runs.
     #[test]

@@ -598,6 +598,27 @@ pub(crate) fn standalone_host(name: &str, config_json: &str) -> plugboard_interf
     host::host(Kind::Plugin, name, config_json.to_owned(), None, None)
 }
 
+/// Calls an adapter's `stop` on a thread of its own, without waiting for
+/// it: a `stop` that never returns must hold neither the shutdown nor the
+/// caller of [`Handle::request_shutdown`] (its `listen` not returning is
+/// bounded like any other wait of the shutdown).
+fn stop_adapter(name: &str, adapter: Arc<AdapterBox>) {
+    let owned = name.to_owned();
+    let stop = move || {
+        if let Err(e) = adapter.stop().into_result() {
+            log::error!("adapter `{owned}` failed to stop: {e}");
+        }
+    };
+    if let Err(e) = thread::Builder::new()
+        .name(format!("stop-{name}"))
+        .spawn(stop)
+    {
+        // Without a thread, the shutdown cannot protect itself from this
+        // adapter; say so rather than call `stop` and risk hanging.
+        log::error!("cannot start a thread to stop adapter `{name}`: {e}; not stopping it");
+    }
+}
+
 /// `<data_dir>/<plugins|adapters>/<name>`, created; `None` without a data
 /// dir or if it cannot be created (logged: the extension runs stateless).
 fn extension_data_dir(data_dir: Option<&Path>, kind: Kind, name: &str) -> Option<String> {
@@ -760,9 +781,7 @@ impl Handle {
             let Some(adapter) = adapter.upgrade() else {
                 continue;
             };
-            if let Err(e) = adapter.stop().into_result() {
-                log::error!("adapter `{name}` failed to stop: {e}");
-            }
+            stop_adapter(name, adapter);
         }
     }
 
@@ -1181,9 +1200,7 @@ impl Engine {
         let deadline = later(started, self.config.shutdown_bound());
         // 1. Stop listening.
         for adapter in &self.adapters {
-            if let Err(e) = adapter.obj.stop().into_result() {
-                log::error!("adapter `{}` failed to stop: {e}", adapter.name);
-            }
+            stop_adapter(&adapter.name, Arc::clone(&adapter.obj));
         }
         let listen_deadline = later(started, self.config.listen_grace).min(deadline);
         let listeners_done = self.listeners_done.clone();

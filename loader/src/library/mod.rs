@@ -133,10 +133,9 @@ impl PluginCandidate {
     pub fn in_process_within<P: Plugin>(deadline: Duration) -> Result<Self, LoadError> {
         let manifest = call_manifest(&Source::InProcess, deadline, plugin::manifest_of::<P>)
             .map_err(|kind| LoadError::new(Source::InProcess, kind))?;
+        check_routing_budget(&manifest).map_err(|kind| LoadError::new(Source::InProcess, kind))?;
         let patterns = validate_plugin(&manifest)
             .map_err(|m| LoadError::new(Source::InProcess, LoadErrorKind::InvalidManifest(m)))?;
-        check_routing_budget(&manifest, &patterns)
-            .map_err(|kind| LoadError::new(Source::InProcess, kind))?;
         Ok(PluginCandidate {
             source: Source::InProcess,
             interface_version: INTERFACE_VERSION.to_owned(),
@@ -310,9 +309,10 @@ fn finish(
             let root = init_root::<PluginRoot_Ref>(header, layout).map_err(fail)?;
             let manifest_fn = root.manifest();
             let manifest = call_manifest(&source, deadline, move || manifest_fn()).map_err(fail)?;
+            // The budget first: it bounds the cost of compiling the rest.
+            check_routing_budget(&manifest).map_err(fail)?;
             let patterns =
                 validate_plugin(&manifest).map_err(|m| fail(LoadErrorKind::InvalidManifest(m)))?;
-            check_routing_budget(&manifest, &patterns).map_err(fail)?;
             let init = root.init();
             Ok(Candidate::Plugin(PluginCandidate {
                 source,
