@@ -235,7 +235,20 @@ fn main() -> ExitCode {
 
 fn run() -> anyhow::Result<ExitCode> {
     let cli = parse_cli();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    // Records may quote extensions' text (or come from them): escaped, and
+    // multi-line ones indented, so that none can pass for another record.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn"))
+        .format(|buf, record| {
+            use plugboard_demo::output::{log_text, one_line};
+            writeln!(
+                buf,
+                "[{:<5} {}] {}",
+                record.level(),
+                one_line(record.target()),
+                log_text(&record.args().to_string())
+            )
+        })
+        .init();
     let file = load_config(cli.common.config.as_deref())?;
     let trust = trust(&cli.common, &file)?;
     let load_path = load_path(&cli.common.plugin_path, &file)?;

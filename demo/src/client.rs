@@ -45,7 +45,12 @@ impl Client for MockClient {
 
     fn send(&self, message: &ClientMessage) -> RResult<(), ExtError> {
         let prefix = match message.room.as_ref().into_option() {
-            Some(room) => format!("[{}/{}] ", self.inner.adapter, room),
+            // The room is the adapter's text: escaped like the reply.
+            Some(room) => format!(
+                "[{}/{}] ",
+                self.inner.adapter,
+                crate::output::one_line(room)
+            ),
             None => format!("[{}] ", self.inner.adapter),
         };
         let line = crate::output::printable(&prefix, &message.text);

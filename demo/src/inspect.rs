@@ -5,6 +5,8 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::output::one_line;
+
 use plugboard_loader::library::Candidate;
 use plugboard_loader::preflight::open_all;
 use plugboard_loader::{LoadError, LoadPath, Preflight, TrustPolicy};
@@ -17,33 +19,34 @@ fn log_detail(error: &LoadError) {
     }
 }
 
+/// What the library says of itself is its author's text: shown on one
+/// line each, escaped (see [`one_line`]).
 fn describe(out: &mut impl Write, candidate: &Candidate) -> io::Result<()> {
     writeln!(
         out,
         "{}: {} `{}` {} (interface {})",
-        candidate.source(),
+        one_line(&candidate.source().to_string()),
         candidate.kind(),
         candidate.name(),
-        candidate.version(),
-        candidate.interface_version()
+        one_line(candidate.version()),
+        one_line(candidate.interface_version())
     )?;
-    match candidate {
-        Candidate::Plugin(p) => {
-            if !p.manifest.description.is_empty() {
-                writeln!(out, "  {}", p.manifest.description)?;
-            }
-            for c in p.manifest.commands.iter() {
-                writeln!(
-                    out,
-                    "  command `{}`: {}  (pattern {})",
-                    c.name, c.usage, c.pattern
-                )?;
-            }
-        }
-        Candidate::Adapter(a) => {
-            if !a.manifest.description.is_empty() {
-                writeln!(out, "  {}", a.manifest.description)?;
-            }
+    let description = match candidate {
+        Candidate::Plugin(p) => &p.manifest.description,
+        Candidate::Adapter(a) => &a.manifest.description,
+    };
+    if !description.is_empty() {
+        writeln!(out, "  {}", one_line(description))?;
+    }
+    if let Candidate::Plugin(p) = candidate {
+        for c in p.manifest.commands.iter() {
+            writeln!(
+                out,
+                "  command `{}`: {}  (pattern {})",
+                one_line(&c.name),
+                one_line(&c.usage),
+                one_line(&c.pattern)
+            )?;
         }
     }
     Ok(())
@@ -74,7 +77,7 @@ pub fn check(
             Err(e) => {
                 invalid += 1;
                 log_detail(&e);
-                writeln!(err, "error: {e}")
+                writeln!(err, "error: {}", one_line(&e.to_string()))
             }
         };
     });
@@ -93,7 +96,7 @@ pub fn list(
     let scan = load_path.scan_with(trust);
     let mut failed = scan.failures.len();
     for f in &scan.failures {
-        writeln!(out, "FAIL  {f}")?;
+        writeln!(out, "FAIL  {}", one_line(&f.to_string()))?;
     }
     let mut result = Ok(());
     open_all(
@@ -111,14 +114,14 @@ pub fn list(
                     "ok    {} {} {} (interface {}): {}",
                     c.kind(),
                     c.name(),
-                    c.version(),
-                    c.interface_version(),
-                    path.display()
+                    one_line(c.version()),
+                    one_line(c.interface_version()),
+                    one_line(&path.display().to_string())
                 ),
                 Err(e) => {
                     failed += 1;
                     log_detail(&e);
-                    writeln!(out, "FAIL  {e}")
+                    writeln!(out, "FAIL  {}", one_line(&e.to_string()))
                 }
             };
         },

@@ -192,7 +192,7 @@ pub fn run(
             // may connect to its platform).
             write_load_path(&mut diag, &options.load_path)?;
             for failure in builder.failures() {
-                writeln!(diag, "failed: {failure}")?;
+                writeln!(diag, "failed: {}", output::one_line(&failure.to_string()))?;
             }
             diag.flush()?;
             return Err(Error::Strict(builder.failures().len()));
@@ -471,7 +471,7 @@ fn write_summary(
         )?;
     }
     for failure in &report.failures {
-        writeln!(diag, "failed: {failure}")?;
+        writeln!(diag, "failed: {}", output::one_line(&failure.to_string()))?;
     }
     if !ready {
         return Ok(());

@@ -46,15 +46,53 @@ pub fn printable(prefix: &str, text: &str) -> String {
             out.push('\n');
         }
         out.push_str(prefix);
-        for c in line.chars() {
-            if c.is_control() && c != '\t' {
-                out.extend(c.escape_default());
-            } else {
-                out.push(c);
-            }
-        }
+        push_escaped(&mut out, line);
     }
     out
+}
+
+/// `text` on one line, as diagnostics print what came from an extension or
+/// an adapter (a failure's cause, a description, a room name, a file
+/// name): every control or invisible formatting character, newlines
+/// included, is shown escaped.
+pub fn one_line(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    push_escaped(&mut out, text);
+    out
+}
+
+/// A log record's message as the binary prints it: hidden characters
+/// escaped, and every line after the first indented, so that no message
+/// (an extension's, or one quoting an extension's text) can start a line
+/// that looks like another record.
+pub fn log_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push_str("\n    ");
+        }
+        push_escaped(&mut out, line);
+    }
+    out
+}
+
+/// Whether `c` must not reach a terminal as itself: control characters
+/// (C0, C1, DEL; not tab), and the invisible formatting characters that
+/// reorder or break lines (bidirectional overrides, line and paragraph
+/// separators, zero-width characters).
+fn hidden(c: char) -> bool {
+    (c.is_control() && c != '\t')
+        || matches!(c, '\u{200B}'..='\u{200F}' | '\u{2028}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
+fn push_escaped(out: &mut String, text: &str) {
+    for c in text.chars() {
+        if hidden(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -73,5 +111,18 @@ mod tests {
             "[irc] a\\rb\\u{1b}[31mred\\u{0}\tc"
         );
         assert_eq!(printable("[x] ", "é\u{85}"), "[x] é\\u{85}");
+        // Invisible formatting: a right-to-left override, a line separator.
+        assert_eq!(
+            printable("[x] ", "a\u{202E}b\u{2028}c"),
+            "[x] a\\u{202e}b\\u{2028}c"
+        );
+        assert_eq!(
+            log_text("a\r[WARN  plugboard_loader::engine] forged\nreport line"),
+            "a\\r[WARN  plugboard_loader::engine] forged\n    report line"
+        );
+        assert_eq!(
+            one_line("init refused\n[discord] x\u{1b}[31m"),
+            "init refused\\n[discord] x\\u{1b}[31m"
+        );
     }
 }
