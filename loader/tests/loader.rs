@@ -1845,8 +1845,8 @@ mod hostile_plugins {
 
     use crate::support::{captured_logs, lib, start};
 
-    const NAMES: [&str; 7] = [
-        "gate0", "gate1", "gate2", "gate3", "gate4", "gate5", "gate6",
+    const NAMES: [&str; 8] = [
+        "gate0", "gate1", "gate2", "gate3", "gate4", "gate5", "gate6", "gate7",
     ];
 
     /// The plugin's ends of its test's wires.
@@ -2103,6 +2103,42 @@ mod hostile_plugins {
         eventually("the stuck calls return", || handle.abandoned_threads() == 0);
         drop(feed);
         assert!(engine.shutdown().clean);
+    }
+
+    /// Past `max_abandoned`, other plugins keep being served: each plugin
+    /// that leaves a thread stuck is quarantined for good, and workers are
+    /// still added so that `workers` of them are free (the engine used to
+    /// stop answering anyone once the bound was reached).
+    #[test]
+    fn past_the_thread_bound_other_users_are_still_served() {
+        let seven = wire::<7>();
+        let (engine, feed, replies) = start(
+            Engine::builder(EngineConfig {
+                workers: 1,
+                max_abandoned: 1,
+                ..EngineConfig::default()
+            })
+            .library(&lib("plugboard_discord"))
+            .library(&lib("plugboard_bacon"))
+            .plugin::<Gate<7>>()
+            .plugin_deadline("gate7", Duration::from_millis(30)),
+        );
+        feed.say("a", "!block");
+        seven.entered.recv_timeout(Duration::from_secs(60)).unwrap();
+        assert_eq!(replies.wait_for(1), ["`gate7` timed out after 30 ms"]);
+        // The only worker is stuck and the bound is reached: the plugin is
+        // out for good, and the pool still gets a free worker.
+        feed.say("c", "!bacon");
+        assert_eq!(replies.wait_for(1), ["gives c a strip of delicious bacon."]);
+        feed.say("d", "!ok");
+        assert_eq!(
+            replies.wait_for(1),
+            ["`gate7` is quarantined; ask an operator to re-enable it"]
+        );
+        assert_eq!(state_of(&engine, "gate7"), PluginState::Quarantined);
+        drop(seven.release);
+        drop(feed);
+        engine.shutdown();
     }
 
     /// Issue 9, item 3: a quarantine ends after its cooldown with one trial

@@ -30,7 +30,7 @@
 use std::cell::UnsafeCell;
 use std::collections::VecDeque;
 use std::mem::ManuallyDrop;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -75,6 +75,13 @@ impl Continuation {
 /// can be acquired any more.
 const CLOSED: usize = usize::MAX / 2 + 1;
 
+/// The process's own zero for [`Bulkhead`]'s timestamps.
+fn since_epoch_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+}
+
 /// What happens to the plugin object when the bulkhead is dropped.
 const LIVE: u8 = 0;
 const TAKEN: u8 = 1;
@@ -82,6 +89,10 @@ const LEAK: u8 = 2;
 
 pub(crate) struct Bulkhead {
     in_flight: AtomicUsize,
+    /// When a call last returned: milliseconds since [`epoch`], plus one
+    /// (0: never). Tells a plugin that is slow but progressing from one
+    /// whose calls are all stuck.
+    last_return: AtomicU64,
     waiting: AtomicUsize,
     limit: usize,
     max_waiting: usize,
@@ -102,6 +113,7 @@ impl From<PluginBox> for Bulkhead {
     fn from(object: PluginBox) -> Self {
         Bulkhead {
             in_flight: AtomicUsize::new(0),
+            last_return: AtomicU64::new(0),
             waiting: AtomicUsize::new(0),
             limit: 1,
             max_waiting: 1,
@@ -219,7 +231,16 @@ impl Bulkhead {
         Parked::Waiting
     }
 
+    /// Whether one of its calls returned within the last `window`.
+    pub fn returned_within(&self, window: Duration) -> bool {
+        match self.last_return.load(Relaxed) {
+            0 => false,
+            at => since_epoch_ms().saturating_sub(at - 1) <= window.as_millis() as u64,
+        }
+    }
+
     fn release(&self) {
+        self.last_return.store(since_epoch_ms() + 1, Relaxed);
         self.in_flight.fetch_sub(1, SeqCst);
         if self.waiting.load(SeqCst) == 0 {
             return;

@@ -24,14 +24,16 @@
 //!   over, every waiting command is resumed at each tick, to be refused
 //!   (see [`shutdown`](super::shutdown)).
 //!
-//! **Threads are bounded: at most `workers + max_abandoned` worker threads
-//! exist, live or stuck.** Added workers count against it, and so do
-//! abandoned threads until their call returns. Once `max_abandoned` threads
-//! are abandoned, each plugin that leaves one more stuck is quarantined at
-//! once, whatever `quarantine_after` says, until an operator re-enables it
-//! (no cooldown trial), and the log says so. With the plugins' limits on
-//! calls in flight, a plugin can never have more stuck threads than its
-//! limit. If the bound keeps the pool from growing, the log says that too.
+//! **Threads are bounded, and `workers` of them stay free.** Up to
+//! `workers + max_abandoned` worker threads exist, live or stuck (added
+//! workers and abandoned threads count). Once `max_abandoned` threads are
+//! abandoned, every plugin that has left one stuck (and each that leaves
+//! one more) is quarantined at once, whatever `quarantine_after` says,
+//! until an operator re-enables it (no cooldown trial), and the log says
+//! so; workers are still added so that `workers` are free, since what can
+//! get stuck from then on is bounded by the calls in flight of the plugins
+//! still active (a plugin never has more stuck threads than its limit of
+//! calls in flight).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -144,12 +146,20 @@ impl Supervisor {
             .health
             .record(Outcome::Timeout, &shared.breaker, running.trial)
             .log("plugin", &plugin.name, &shared.breaker);
-        if abandoned >= self.max_abandoned && plugin.health.force_quarantine() {
-            log::error!(
-                "plugin `{}` quarantined until re-enabled: {abandoned} threads are stuck in plugin calls (max_abandoned = {}), and it may not leave more",
-                plugin.name,
-                self.max_abandoned
-            );
+        if abandoned >= self.max_abandoned {
+            // From here on no plugin that left a thread stuck may run again
+            // (no cooldown trial either), until an operator re-enables it.
+            for other in &shared.plugins {
+                let stuck = std::ptr::eq(other, plugin)
+                    || other.health.state() == super::PluginState::Quarantined;
+                if stuck && other.health.force_quarantine() {
+                    log::error!(
+                        "plugin `{}` quarantined until re-enabled: {abandoned} threads are stuck in plugin calls (max_abandoned = {}), and it may not leave more",
+                        other.name,
+                        self.max_abandoned
+                    );
+                }
+            }
         }
         let reply = worker::egress(
             shared,
@@ -221,16 +231,18 @@ impl Supervisor {
                 return;
             }
             let abandoned = shared.abandoned.load(Ordering::SeqCst);
-            if live + abandoned >= pool.target + self.max_abandoned {
-                if !std::mem::replace(&mut self.short, true) {
-                    log::error!(
-                        "only {} of {} workers are free: {slow} are in slow calls and {abandoned} threads are abandoned, and no more may be added (workers + max_abandoned = {})",
-                        live.saturating_sub(slow),
-                        pool.target,
-                        pool.target + self.max_abandoned
-                    );
-                }
-                return;
+            if live + abandoned >= pool.target + self.max_abandoned
+                && !std::mem::replace(&mut self.short, true)
+            {
+                // Past the bound, keeping `workers` threads free still comes
+                // first: every plugin that left a thread stuck is quarantined
+                // until re-enabled (see `abandon`), so what can still get
+                // stuck is the calls in flight of the plugins still active.
+                log::error!(
+                    "{abandoned} threads are stuck in plugin calls (max_abandoned = {}) and {slow} workers in slow calls; adding a worker anyway so that {} are free: every plugin that leaves a thread stuck is quarantined until re-enabled",
+                    self.max_abandoned,
+                    pool.target
+                );
             }
             // Senders for the new worker: from any worker that has them, or
             // taken from an abandoned one.

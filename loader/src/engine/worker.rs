@@ -573,22 +573,40 @@ impl Worker {
     fn expired(&self, message: &Inbound, route: usize, trial: bool) -> RString {
         let shared = &*self.shared;
         let plugin = &shared.plugins[shared.routes.routes[route].plugin];
+        let deadline = super::human(plugin.deadline);
+        let limit = plugin.obj.limit();
+        // Slow but progressing (a call returned meanwhile): too much load,
+        // not a fault of the plugin's, so it does not count toward its
+        // quarantine. Only a plugin none of whose calls returned within the
+        // deadline (all stuck) is failing.
+        if plugin.obj.returned_within(plugin.deadline) {
+            log::warn!(
+                "plugin `{}`: a command from {} waited {deadline} for one of its {limit} call slots; answered busy",
+                plugin.name,
+                message.message.identity,
+            );
+            if trial {
+                // The trial never ran: the next command may try.
+                plugin.health.abandon_trial();
+            }
+            return format!(
+                "`{}` is busy: this command waited {deadline} for one of its {limit} call slots; try again later",
+                plugin.name
+            )
+            .into();
+        }
         log::warn!(
-            "plugin `{}`: a command from {} waited {} for one of its {} calls in flight to finish; answered busy",
+            "plugin `{}`: a command from {} waited {deadline} and none of its {limit} calls in flight returned; answered busy",
             plugin.name,
             message.message.identity,
-            super::human(plugin.deadline),
-            plugin.obj.limit()
         );
         plugin
             .health
             .record(Outcome::Timeout, &shared.breaker, trial)
             .log("plugin", &plugin.name, &shared.breaker);
         format!(
-            "`{}` is busy: none of its calls finished within {} (it runs {} at most at once); try again later",
-            plugin.name,
-            super::human(plugin.deadline),
-            plugin.obj.limit()
+            "`{}` is busy: none of its calls finished within {deadline} (it runs {limit} at most at once); try again later",
+            plugin.name
         )
         .into()
     }
