@@ -171,6 +171,10 @@ pub fn run(
     diag: impl Write,
 ) -> Result<Summary, Error> {
     let mut diag = io::BufWriter::new(diag);
+    // Said (and flushed) before any library is opened: if one takes the
+    // process down while loading or in `init`, the operator knows where.
+    write_load_path(&mut diag, &options.load_path)?;
+    diag.flush()?;
     let (printer, printer_thread) = client::printer(output, options.client_capacity)?;
     let created: Arc<Mutex<HashMap<String, Feed>>> = Arc::default();
     let capacity = options.client_capacity;
@@ -190,7 +194,6 @@ pub fn run(
         if options.strict && !builder.failures().is_empty() {
             // Fail before any extension's `init` runs (an adapter's init
             // may connect to its platform).
-            write_load_path(&mut diag, &options.load_path)?;
             for failure in builder.failures() {
                 writeln!(diag, "failed: {}", output::one_line(&failure.to_string()))?;
             }
@@ -220,13 +223,7 @@ pub fn run(
         .collect();
     feeds.retain(|name, _| reading.contains(name));
     let fatal = options.strict && !engine.report().failures.is_empty();
-    write_summary(
-        &mut diag,
-        &options.load_path,
-        engine.report(),
-        &engine,
-        !fatal,
-    )?;
+    write_summary(&mut diag, engine.report(), &engine, !fatal)?;
     diag.flush()?;
     if fatal {
         let failures = engine.report().failures.len();
@@ -453,16 +450,14 @@ fn write_load_path(diag: &mut impl Write, load_path: &LoadPath) -> io::Result<()
     )
 }
 
-/// The startup summary; `ready` is false when the session will not run
+/// The startup summary, after the load path line; `ready` is false when the session will not run
 /// (`--strict` with an `init` failure).
 fn write_summary(
     diag: &mut impl Write,
-    load_path: &LoadPath,
     report: &LoadReport,
     engine: &Engine,
     ready: bool,
 ) -> io::Result<()> {
-    write_load_path(diag, load_path)?;
     for loaded in &report.loaded {
         writeln!(
             diag,
