@@ -626,6 +626,27 @@ fn interrupts(
     bound: Duration,
 ) -> anyhow::Result<crossbeam_channel::Receiver<()>> {
     use signal_hook::consts::{SIGINT, SIGTERM};
+    // The second interrupt is counted in the handler itself: a thread
+    // reading signal-hook's flags would see two signals in quick
+    // succession as one, and the operator's second Ctrl-C would be lost.
+    static INTERRUPTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    for signal in [SIGINT, SIGTERM] {
+        let second = || {
+            if INTERRUPTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) >= 1 {
+                const LINE: &[u8] = b"plugboard: interrupted again; exiting now\n";
+                // SAFETY: `write` and `_exit` are async-signal-safe, and
+                // the buffer is a static.
+                unsafe {
+                    libc::write(2, LINE.as_ptr().cast(), LINE.len());
+                    libc::_exit(130);
+                }
+            }
+        };
+        // SAFETY: the action only touches an atomic and calls
+        // async-signal-safe functions (see above).
+        unsafe { signal_hook::low_level::register(signal, second) }
+            .context("installing signal handlers")?;
+    }
     let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
         .context("installing signal handlers")?;
     let (tx, rx) = crossbeam_channel::bounded::<()>(1);
@@ -647,6 +668,8 @@ fn interrupts(
                         ),
                     );
                 } else {
+                    // Normally reached only if the handler above could not
+                    // count (it exits the process itself).
                     eprintln!("plugboard: interrupted again; exiting now");
                     std::process::exit(130);
                 }

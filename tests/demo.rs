@@ -970,6 +970,57 @@ mod signals {
         assert_eq!(status.code(), Some(130));
         drop(stdin);
     }
+
+    /// Two interrupts back to back (the second as soon as the kernel has
+    /// delivered the first, without waiting for it to be announced) are
+    /// two, not one. (Two signals sent before the first is delivered are
+    /// one for the kernel already: standard signals do not queue.)
+    #[test]
+    fn two_interrupts_back_to_back_both_count() {
+        let dir = super::load_path_with(&["plugboard_fixture_hangs"]);
+        let mut child = super::plugboard()
+            .args([
+                "-L",
+                dir.0.to_str().unwrap(),
+                "--command-deadline",
+                "600",
+                "--grace-period",
+                "600",
+            ])
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        wait_line(&mut stderr, "ready:");
+        writeln!(stdin, "irc !hang").unwrap();
+        stdin.flush().unwrap();
+        signal(child.id(), "-INT");
+        // Delivered (no longer pending for the process) = its handler ran.
+        let status_file = format!("/proc/{}/status", child.id());
+        let pending = |line: &str, field: &str| {
+            line.strip_prefix(field)
+                .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+                .is_some_and(|mask| mask & (1 << (2 - 1)) != 0)
+        };
+        for _ in 0..10_000 {
+            let status = std::fs::read_to_string(&status_file).unwrap_or_default();
+            if !status
+                .lines()
+                .any(|l| pending(l, "ShdPnd:") || pending(l, "SigPnd:"))
+            {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        signal(child.id(), "-INT");
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(130));
+        drop(stdin);
+    }
 }
 
 #[test]

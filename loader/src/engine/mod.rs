@@ -498,7 +498,12 @@ impl EngineBuilder {
                 .unwrap_or_else(|| "{}".to_owned());
             let data_dir = extension_data_dir(config.data_dir.as_deref(), key.0, &key.1);
             // Before its code runs: a crash in `init` is then never anonymous.
-            log::info!("initialising {} `{}` from {}", key.0, key.1, candidate.source());
+            log::info!(
+                "initialising {} `{}` from {}",
+                key.0,
+                key.1,
+                candidate.source()
+            );
             let started = match &candidate {
                 Candidate::Plugin(p) => p
                     .instantiate_within(
