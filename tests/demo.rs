@@ -935,8 +935,14 @@ mod signals {
         }
     }
 
-    #[test]
-    fn a_second_interrupt_exits_at_once() {
+    /// The REPL with a command that hangs for 600 s (and a 600 s grace):
+    /// only a second interrupt can end it soon.
+    fn hung_repl() -> (
+        super::TempDir,
+        std::process::Child,
+        std::process::ChildStdin,
+        BufReader<std::process::ChildStderr>,
+    ) {
         let dir = super::load_path_with(&["plugboard_fixture_hangs"]);
         let mut child = super::plugboard()
             .args([
@@ -958,6 +964,12 @@ mod signals {
         wait_line(&mut stderr, "ready:");
         writeln!(stdin, "irc !hang").unwrap();
         stdin.flush().unwrap();
+        (dir, child, stdin, stderr)
+    }
+
+    #[test]
+    fn a_second_interrupt_exits_at_once() {
+        let (_dir, mut child, stdin, mut stderr) = hung_repl();
         signal(child.id(), "-INT");
         // The first interrupt waits for the hung command (for up to 600 s)...
         wait_line(
@@ -977,27 +989,7 @@ mod signals {
     /// one for the kernel already: standard signals do not queue.)
     #[test]
     fn two_interrupts_back_to_back_both_count() {
-        let dir = super::load_path_with(&["plugboard_fixture_hangs"]);
-        let mut child = super::plugboard()
-            .args([
-                "-L",
-                dir.0.to_str().unwrap(),
-                "--command-deadline",
-                "600",
-                "--grace-period",
-                "600",
-            ])
-            .env_remove("RUST_LOG")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut stdin = child.stdin.take().unwrap();
-        let mut stderr = BufReader::new(child.stderr.take().unwrap());
-        wait_line(&mut stderr, "ready:");
-        writeln!(stdin, "irc !hang").unwrap();
-        stdin.flush().unwrap();
+        let (_dir, mut child, stdin, _stderr) = hung_repl();
         signal(child.id(), "-INT");
         // Delivered (no longer pending for the process) = its handler ran.
         let status_file = format!("/proc/{}/status", child.id());
