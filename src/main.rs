@@ -224,6 +224,8 @@ fn main() -> ExitCode {
     // A pre-flight child (this binary, started by itself to open libraries
     // at arm's length) never gets further than this.
     plugboard::preflight::run_if_child();
+    // A fatal signal in an extension still ends the process, but names it.
+    plugboard::fatal::install();
     match run() {
         Ok(code) => code,
         Err(err) => {

@@ -1722,3 +1722,32 @@ fn replies_and_logs_cannot_be_forged() {
         "{stderr}"
     );
 }
+
+/// A plugin that takes the whole process down (it runs in-process) is named
+/// in the last line on stderr, and the exit status is the signal's.
+#[test]
+fn a_fatal_signal_in_a_plugin_names_it() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = load_path_with(&["plugboard_fixture_crashes"]);
+    for (command, signal, name) in [
+        ("segv", 11, "SIGSEGV"),
+        ("abort", 6, "SIGABRT"),
+        ("overflow", 11, "SIGSEGV"),
+    ] {
+        let out = run(
+            &["-L", dir.0.to_str().unwrap()],
+            &[],
+            format!("irc !{command}\n").into_bytes(),
+        );
+        assert_eq!(out.status.signal(), Some(signal), "{command}: {out:?}");
+        let stderr = lines(&out.stderr);
+        assert_eq!(
+            stderr.last().map(String::as_str),
+            Some(
+                format!("plugboard: killed by {name} in plugin `crashes`, command `{command}`")
+                    .as_str()
+            ),
+            "{command}: {stderr:#?}"
+        );
+    }
+}

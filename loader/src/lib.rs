@@ -21,6 +21,8 @@
 //! - [`preflight`]: every library opened first in a short-lived child
 //!   process, so that one whose load-time code crashes, exits or hangs costs
 //!   one line instead of the process.
+//! - [`fatal`]: the line a fatal signal prints, naming the extension that
+//!   was running.
 //! - [`trust`]: checks before opening: who can write a library or
 //!   directory, and an optional SHA-256 allowlist.
 //! - [`config`]: the TOML configuration file.
@@ -38,6 +40,7 @@ pub mod deadline;
 mod elf;
 pub mod engine;
 pub mod error;
+pub mod fatal;
 pub mod library;
 pub mod path;
 pub mod preflight;

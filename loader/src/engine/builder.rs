@@ -218,6 +218,16 @@ impl EngineBuilder {
                                 .copied()
                                 .unwrap_or(config.command_deadline),
                             health: Default::default(),
+                            marks: p
+                                .manifest
+                                .commands
+                                .iter()
+                                .map(|c| {
+                                    format!("plugin `{}`, command `{}`", key.1, c.name)
+                                        .into_bytes()
+                                        .into_boxed_slice()
+                                })
+                                .collect(),
                         };
                         plugins.push((live, p.patterns.clone(), candidate.source().clone()));
                     }),

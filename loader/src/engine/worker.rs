@@ -60,6 +60,10 @@ pub(crate) struct LivePlugin {
     pub obj: Bulkhead,
     pub deadline: Duration,
     pub health: Health,
+    /// Per command, what a fatal signal during its call blames
+    /// (`plugin `x`, command `y``; see `crate::fatal`): formatted here, as
+    /// the signal handler may not allocate.
+    pub marks: Vec<Box<[u8]>>,
 }
 
 /// The worker pool's size, kept by the supervisor (which adds workers) and
@@ -736,7 +740,9 @@ impl Worker {
             trial,
             last,
         });
+        let running = crate::fatal::mark(&plugin.marks[route.command as usize]);
         let result = permit.plugin().call(&invocation).into_result();
+        drop(running);
         {
             let mut slot = self.slot.lock();
             if slot.abandoned {

@@ -213,6 +213,11 @@ fn call_manifest<M: Send + 'static>(
     deadline: Duration,
     manifest: impl FnOnce() -> RResult<M, ExtError> + Send + 'static,
 ) -> Result<M, LoadErrorKind> {
+    let mark = format!("the manifest of {source}");
+    let manifest = move || {
+        let _running = crate::fatal::mark(mark.as_bytes());
+        manifest()
+    };
     match deadline::call_within(
         "manifest".to_owned(),
         format!("{source}: manifest"),
@@ -231,6 +236,12 @@ fn call_init<T: Send + 'static>(
     deadline: Duration,
     init: impl FnOnce() -> RResult<T, ExtError> + Send + 'static,
 ) -> Result<T, LoadErrorKind> {
+    // Named in the line a fatal signal prints (see `crate::fatal`).
+    let mark = format!("the init of `{name}` ({source})");
+    let init = move || {
+        let _running = crate::fatal::mark(mark.as_bytes());
+        init()
+    };
     match deadline::call_within(
         format!("init-{name}"),
         format!("{source}: init of `{name}`"),
