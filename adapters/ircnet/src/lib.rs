@@ -357,11 +357,13 @@ impl IrcNet {
     fn registered_link(&self, deadline: Instant) -> Result<(Arc<Link>, String), String> {
         let mut state = self.state();
         loop {
-            if self.stopping.load(Ordering::Acquire) {
-                return Err("the adapter is stopping".into());
-            }
             if let (true, Some(link)) = (state.registered, &state.link) {
                 return Ok((Arc::clone(link), state.nick.clone()));
+            }
+            // Stopping: the connection still up is used to the end, but no
+            // new one will come.
+            if self.stopping.load(Ordering::Acquire) {
+                return Err("the adapter is stopping and not connected".into());
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -449,6 +451,12 @@ impl IrcNet {
             state.lost = None;
         }
         let end = self.converse(&mut session, reader, sink, overlong);
+        if matches!(end, Ok(End::Stopped)) {
+            // Stopped, not lost: the connection stays up for the replies the
+            // engine still delivers after `stop` (its egress drains until its
+            // grace ends); `Drop` says QUIT and closes it.
+            return (end, session.registered);
+        }
         {
             let mut state = self.state();
             if state.link.as_ref().is_some_and(|l| Arc::ptr_eq(l, &link)) {
@@ -491,7 +499,6 @@ impl IrcNet {
         let mut pinged: Option<Instant> = None;
         loop {
             if self.stopping.load(Ordering::Acquire) {
-                let _ = self.write_to(&s.link, "QUIT :stopping");
                 return Ok(End::Stopped);
             }
             let step = lines.read(&mut input);
@@ -792,11 +799,26 @@ impl Adapter for IrcNet {
     }
 
     fn stop(&self) {
+        // `listen` returns soon (it looks at this between reads); the
+        // connection stays up for the last replies, until `Drop`.
         self.stopping.store(true, Ordering::Release);
         // Under the lock, so that no waiter misses the wake-up between
         // checking the flag and waiting.
         let _state = self.state();
         self.changed.notify_all();
+    }
+}
+
+impl Drop for IrcNet {
+    /// The last replies are out (the engine drops an adapter after its
+    /// egress drained): say goodbye and close. The write is bounded by the
+    /// write timeout, like every other.
+    fn drop(&mut self) {
+        let link = self.state().link.take();
+        if let Some(link) = link {
+            let _ = self.write_to(&link, "QUIT :stopping");
+            let _ = link.stream.shutdown(Shutdown::Both);
+        }
     }
 }
 

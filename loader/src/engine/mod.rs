@@ -339,6 +339,9 @@ struct Egress {
     name: String,
     health: Arc<Health>,
     quarantine_after: u32,
+    /// Counts the replies this adapter did not deliver, for the shutdown
+    /// report (`undelivered`).
+    failed: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Egress {
@@ -350,11 +353,13 @@ impl Egress {
                     self.name,
                     reply.originator.identity
                 );
+                self.failed.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             let outcome = match self.adapter.send(&reply).into_result() {
                 Ok(()) => Outcome::Ok,
                 Err(e) => {
+                    self.failed.fetch_add(1, Ordering::Relaxed);
                     log::warn!(
                         "adapter `{}` could not deliver a reply to {}: {e}",
                         self.name,
@@ -404,6 +409,8 @@ pub struct Engine {
     refuse: Option<Sender<()>>,
     /// Each adapter's egress channel, to count the replies left undelivered.
     egress_queues: Vec<Receiver<plugboard_interface::message::Egress>>,
+    /// Replies an adapter failed to send (or dropped while quarantined).
+    failed_sends: Arc<std::sync::atomic::AtomicU64>,
     stopped: bool,
 }
 
@@ -464,6 +471,7 @@ impl Engine {
         let mut running = Vec::new();
         let mut egress_txs = Vec::new();
         let mut egress_queues = Vec::new();
+        let failed_sends = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let mut adapter_health = Vec::new();
         for (manifest, obj) in adapters {
             let name = manifest.name.to_string();
@@ -478,6 +486,7 @@ impl Engine {
                 name: name.clone(),
                 health,
                 quarantine_after: config.quarantine_after,
+                failed: Arc::clone(&failed_sends),
             };
             let finished = pipeline_done_tx.clone();
             let thread = format!("egress-{name}");
@@ -638,6 +647,7 @@ impl Engine {
             supervisor: Some((control_tx, supervisor)),
             refuse: Some(refuse),
             egress_queues,
+            failed_sends,
             stopped: false,
         })
     }

@@ -142,7 +142,12 @@ impl Engine {
             answered,
             refused: refused + closed,
             abandoned: accepted.saturating_sub(answered + refused),
-            undelivered: self.egress_queues.iter().map(|q| q.len() as u64).sum(),
+            undelivered: self
+                .egress_queues
+                .iter()
+                .map(|q| q.len() as u64)
+                .sum::<u64>()
+                + self.failed_sends.load(Ordering::Relaxed),
             clean,
         }
     }

@@ -526,6 +526,20 @@ impl Worker {
     /// reply instead of running the rest of it, and gives back what its
     /// steps held (a call slot handed over while it waited, a trial call).
     fn refuse(&self, first: Step) -> Result<(), Abandoned> {
+        if let Action::Busy { more } = first.action {
+            // Already refused for overload: it gets its busy reply (which
+            // answers `more` later commands too), not a second refusal.
+            let reply = egress(
+                &self.shared,
+                &first.message,
+                busy_reply(&first.message, more),
+            );
+            if !send_reply(&self.slot, first.message.adapter, reply) {
+                return Err(Abandoned);
+            }
+            self.shared.tally.answered_many(1 + more);
+            return Ok(());
+        }
         let message = Arc::clone(&first.message);
         let unmatched = matches!(first.action, Action::Unmatched);
         let mut step = Some(first);

@@ -150,3 +150,72 @@ fn with_reject_the_flooder_is_shed_and_light_users_are_served_in_order() {
     );
     assert_eq!(shed.get(&false).copied().unwrap_or(0) + light_served, LIGHT);
 }
+
+/// Issue 10: busy replies still waiting (shared ones included) when the
+/// shutdown grace ends are delivered and counted as answered, never lost
+/// as "abandoned" (a shared busy reply used to be refused as one command).
+#[test]
+fn busy_replies_pending_at_shutdown_are_answered_and_counted() {
+    const SENT: u64 = 20_000;
+    let (feed, client, replies) = TestClient::triple();
+    let engine = Engine::builder(EngineConfig {
+        workers: 1,
+        ingress_capacity: 4,
+        execution_capacity: 2,
+        max_pending: 8,
+        when_full: WhenFull::Reject,
+        shutdown_grace: Duration::from_millis(1),
+        ..EngineConfig::default()
+    })
+    .library(&lib("plugboard_discord"))
+    .plugin::<Paced>()
+    .clients(move |_| Some(client.clone()))
+    .start()
+    .unwrap();
+    for i in 0..SENT {
+        feed.say("flooder", &format!("!work f{i}"));
+    }
+    drop(feed);
+    let report = engine.shutdown();
+    assert_eq!(report.abandoned, 0, "{report:?}");
+    assert_eq!(report.answered + report.refused, SENT, "{report:?}");
+    // Every command has its answer: replies, busy replies (possibly shared)
+    // and refusals add up to what was sent.
+    let answers_seen: u64 = replies.texts().iter().map(|t| answers(t)).sum();
+    assert_eq!(answers_seen, SENT);
+}
+
+/// An adapter that cannot deliver anything (its platform is gone).
+struct Mute;
+
+impl Adapter for Mute {
+    fn info() -> AdapterInfo {
+        AdapterInfo::new("mute", "1.0.0")
+    }
+    fn init(_: &Context) -> Result<Self, Error> {
+        Ok(Mute)
+    }
+    fn listen(&self, sink: &Sink) -> Result<(), Error> {
+        for i in 0..3 {
+            sink.push(RawMessage::new(None, "u", &format!("!work m{i}")))?;
+        }
+        Ok(())
+    }
+    fn send(&self, _: &Outgoing<'_>) -> Result<(), Error> {
+        Err(Error::msg("the platform is gone"))
+    }
+    fn stop(&self) {}
+}
+
+/// Issue 10: a reply the adapter failed to send is not "answered" for the
+/// shutdown report: it is counted as undelivered (the REPL exits 3).
+#[test]
+fn replies_an_adapter_fails_to_send_are_counted_undelivered() {
+    let engine = Engine::builder(EngineConfig::default())
+        .plugin::<Paced>()
+        .adapter::<Mute>()
+        .start()
+        .unwrap();
+    let report = engine.serve();
+    assert_eq!(report.undelivered, 3, "{report:?}");
+}
