@@ -118,6 +118,16 @@ fn run(args: &[&str], env: &[(&str, &Path)], input: Vec<u8>) -> Output {
     output
 }
 
+/// Spawns `command` with stdin, stdout and stderr piped.
+fn spawn_piped(command: &mut Command) -> std::process::Child {
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn the process under test")
+}
+
 fn lines(bytes: &[u8]) -> Vec<String> {
     String::from_utf8_lossy(bytes)
         .lines()
@@ -179,20 +189,14 @@ fn past_the_grace_period_every_command_is_answered_or_refused_and_counted() {
     let input: String = (0..N)
         .map(|i| format!("irc@u{} !sleep 10\n", i % 20))
         .collect();
-    let mut child = plugboard()
-        .args([
-            "-L",
-            dir.0.to_str().unwrap(),
-            "--workers",
-            "2",
-            "--grace-period",
-            "1",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(plugboard().args([
+        "-L",
+        dir.0.to_str().unwrap(),
+        "--workers",
+        "2",
+        "--grace-period",
+        "1",
+    ]));
     // The engine holds all of it (queues and backlog), so the write ends
     // and end of input reaches the REPL at once.
     let mut stdin = child.stdin.take().unwrap();
@@ -719,13 +723,7 @@ fn the_embedding_example_answers_and_shuts_down_cleanly() {
         example.display()
     );
     let dir = load_path_with(&[]);
-    let mut child = Command::new(&example)
-        .arg(&dir.0)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = spawn_piped(Command::new(&example).arg(&dir.0));
     child
         .stdin
         .take()

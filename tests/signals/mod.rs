@@ -37,14 +37,11 @@ fn wait_line(reader: &mut impl BufRead, wanted: &str) {
 #[test]
 fn sigterm_drains_and_exits_zero() {
     let dir = super::load_path();
-    let mut child = super::plugboard()
-        .args(["-L", dir.0.to_str().unwrap()])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = super::spawn_piped(
+        super::plugboard()
+            .args(["-L", dir.0.to_str().unwrap()])
+            .env_remove("RUST_LOG"),
+    );
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     writeln!(stdin, "irc !bacon first").unwrap();
@@ -205,22 +202,16 @@ fn sigterm_with_a_slow_plugin_stops_intake_and_accounts_for_every_line() {
     const N: usize = 40_000;
     const GRACE: u64 = 1;
     let dir = super::load_path_with(&["plugboard_fixture_sleeps"]);
-    let mut child = super::plugboard()
-        .args([
-            "-L",
-            dir.0.to_str().unwrap(),
-            "--workers",
-            "2",
-            "--grace-period",
-            &GRACE.to_string(),
-            "--channel-capacity",
-            "64",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = super::spawn_piped(super::plugboard().args([
+        "-L",
+        dir.0.to_str().unwrap(),
+        "--workers",
+        "2",
+        "--grace-period",
+        &GRACE.to_string(),
+        "--channel-capacity",
+        "64",
+    ]));
     // Far more than the engine holds: the REPL waits for room.
     let mut stdin = child.stdin.take().unwrap();
     let writer = std::thread::spawn(move || {
@@ -295,18 +286,12 @@ fn a_library_that_hangs_the_exit_meets_the_watchdog() {
     const GRACE: u64 = 1;
     let dir = super::load_path_with(&["plugboard_fixture_exit_hangs"]);
     for interrupt in [true, false] {
-        let mut child = super::plugboard()
-            .args([
-                "-L",
-                dir.0.to_str().unwrap(),
-                "--grace-period",
-                &GRACE.to_string(),
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = super::spawn_piped(super::plugboard().args([
+            "-L",
+            dir.0.to_str().unwrap(),
+            "--grace-period",
+            &GRACE.to_string(),
+        ]));
         let mut stdin = child.stdin.take().unwrap();
         let mut stdout = BufReader::new(child.stdout.take().unwrap());
         writeln!(stdin, "irc !bye").unwrap();
