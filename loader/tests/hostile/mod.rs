@@ -5,7 +5,7 @@ use plugboard_loader::deadline::abandoned_threads;
 use plugboard_loader::library::open;
 use plugboard_loader::{Engine, EngineConfig, LoadErrorKind, Stage};
 
-use crate::support::{lib, TestClient};
+use crate::support::{failure_lines, lib, TestClient};
 
 /// The manifest lists `c0..c15` in `HashMap` order, different on every
 /// call: each command must still reach its own handler.
@@ -41,12 +41,7 @@ fn patterns_over_the_routing_budget_refuse_their_plugin_not_the_engine() {
         .clients(move |_| Some(client.clone()))
         .start()
         .expect("one plugin's patterns never stop the engine");
-    let failures: Vec<String> = engine
-        .report()
-        .failures
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let failures = failure_lines(&engine);
     assert_eq!(
         failures,
         [format!(
@@ -100,12 +95,7 @@ fn a_manifest_that_never_returns_fails_its_extension_not_the_loader() {
     .clients(move |_| Some(client.clone()))
     .start()
     .unwrap();
-    let failures: Vec<String> = engine
-        .report()
-        .failures
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let failures = failure_lines(&engine);
     assert_eq!(
         failures,
         [
@@ -144,12 +134,7 @@ fn an_init_that_never_returns_fails_its_extension_not_the_engine() {
     .clients(move |_| Some(client.clone()))
     .start()
     .unwrap();
-    let failures: Vec<String> = engine
-        .report()
-        .failures
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let failures = failure_lines(&engine);
     assert_eq!(
         failures,
         [format!(

@@ -154,6 +154,16 @@ impl TestClient {
 
 /// Starts `builder` with a [`TestClient`] injected into the `discord`
 /// adapter; every extension must load.
+/// The engine's load failures, one line each, as an operator reads them.
+pub fn failure_lines(engine: &plugboard_loader::Engine) -> Vec<String> {
+    engine
+        .report()
+        .failures
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
 pub fn start(
     builder: plugboard_loader::EngineBuilder,
 ) -> (plugboard_loader::Engine, Feed, Replies) {
