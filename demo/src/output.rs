@@ -9,31 +9,9 @@
 //! replies. Reply text is made printable ([`printable`]) for the same
 //! reason: it cannot start a line of its own or drive the terminal.
 
-use std::fs::File;
-use std::io;
-use std::os::unix::io::FromRawFd;
-
-/// Moves stdout to a new close-on-exec descriptor, points descriptor 1 at
-/// stderr, and returns the real stdout. Call it before any library is
-/// loaded and before any other thread starts; write program output (replies,
-/// reports) to the returned file only.
-pub fn reserve_stdout() -> io::Result<File> {
-    // SAFETY: `fcntl(F_DUPFD_CLOEXEC)` and `dup2` only act on descriptors 1
-    // and 2 and a new one; failures are checked.
-    let fd = unsafe { libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: as above.
-    if unsafe { libc::dup2(2, 1) } < 0 {
-        let err = io::Error::last_os_error();
-        // SAFETY: `fd` was just created and is owned by nothing else.
-        unsafe { libc::close(fd) };
-        return Err(err);
-    }
-    // SAFETY: `fd` is a fresh descriptor that nothing else owns.
-    Ok(unsafe { File::from_raw_fd(fd) })
-}
+/// Moves stdout aside before any library loads (see the module docs); the
+/// pre-flight child does the same for its verdicts.
+pub use plugboard_loader::preflight::reserve_stdout;
 
 /// `text` as the REPL prints it after `prefix` (`[irc] `): every line of a
 /// multi-line reply carries the prefix, so no reply can pass for another

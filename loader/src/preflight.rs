@@ -178,7 +178,7 @@ fn child_main() -> io::Result<()> {
     // decides when the child ends, and must not blame a library for it.
     // SAFETY: setting a signal's disposition to SIG_IGN is always sound.
     unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
-    let verdicts = private_stdout()?;
+    let verdicts = reserve_stdout()?;
     let mut verdicts = io::BufWriter::new(verdicts);
     let mut input = Vec::new();
     io::stdin().read_to_end(&mut input)?;
@@ -213,19 +213,25 @@ fn child_main() -> io::Result<()> {
     Ok(())
 }
 
-/// Moves stdout to a new close-on-exec descriptor and points descriptor 1
-/// at stderr; returns the moved stdout.
-fn private_stdout() -> io::Result<std::fs::File> {
+/// Moves stdout to a new close-on-exec descriptor, points descriptor 1 at
+/// stderr, and returns the real stdout. Call it before any library is
+/// loaded and before any other thread starts; write program output (the
+/// child's verdicts, the REPL's replies and reports) to the returned file
+/// only, so that nothing a library prints can mix with it.
+pub fn reserve_stdout() -> io::Result<std::fs::File> {
     use std::os::unix::io::FromRawFd;
-    // SAFETY: plain descriptor calls on descriptors 1 and 2, which exist
-    // (a closed one makes them fail, which is checked).
+    // SAFETY: `fcntl(F_DUPFD_CLOEXEC)` and `dup2` only act on descriptors 1
+    // and 2 and a new one; failures are checked.
     let fd = unsafe { libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: as above.
     if unsafe { libc::dup2(2, 1) } < 0 {
-        return Err(io::Error::last_os_error());
+        let err = io::Error::last_os_error();
+        // SAFETY: `fd` was just created and is owned by nothing else.
+        unsafe { libc::close(fd) };
+        return Err(err);
     }
     // SAFETY: `fd` is a fresh descriptor that nothing else owns.
     Ok(unsafe { std::fs::File::from_raw_fd(fd) })
