@@ -202,7 +202,9 @@ fn child_main() -> io::Result<()> {
             },
             Err(e) => Verdict {
                 i,
-                cause: Some(one_line(&e.kind.to_string())),
+                // JSON carries any text; the cause is one line by design,
+                // and the parent escapes what it prints.
+                cause: Some(e.kind.to_string()),
                 detail: e.detail().map(str::to_owned),
             },
         };
@@ -235,10 +237,6 @@ pub fn reserve_stdout() -> io::Result<std::fs::File> {
     }
     // SAFETY: `fd` is a fresh descriptor that nothing else owns.
     Ok(unsafe { std::fs::File::from_raw_fd(fd) })
-}
-
-fn one_line(text: &str) -> String {
-    text.replace(['\n', '\r'], " ")
 }
 
 /// Opens each of `paths` with [`library::open_within`], after a pre-flight
